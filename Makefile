@@ -1,0 +1,42 @@
+# `make run`: a demo service on 127.0.0.1:8000.  `make test`: the test suite.  Both create .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+DEMO_CPAS ?= $(shell sed -n 's/^ *cpas: *"\{0,1\}\([0-9.]*\)"\{0,1\}.*/\1/p' seed/demo.yaml | head -n1)
+export AUTHZ_DATABASE_URL ?= sqlite:///$(CURDIR)/var/authz.sqlite3
+
+.PHONY: venv run test lint typecheck check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv
+	$(BIN)/authz-service init-db
+	$(BIN)/authz-service seed-demo
+	@echo "demo-password" | $(BIN)/authz-service create-admin --username demo --cpas $(DEMO_CPAS) --if-missing
+	@echo "Admin login (web UI, later): demo / demo-password"
+	@$(BIN)/authz-service create-api-key --name demo --scopes enforce,users,admin --cpas $(DEMO_CPAS)
+	@echo "Try: curl -s -H \"Authorization: Bearer <the key above>\" -H 'Content-Type: application/json' \\"
+	@echo "       -d '{\"cpas\": \"$(DEMO_CPAS)\", \"user\": \"85073003328\", \"function\": \"dossier.search\"}' http://127.0.0.1:8000/enforce"
+	$(BIN)/authz-service serve --host 127.0.0.1 --port 8000
+
+test: venv
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && { echo "no tests ran"; exit 1; }; exit $$rc
+
+lint: venv
+	$(BIN)/ruff check authz_service tests
+
+typecheck: venv
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

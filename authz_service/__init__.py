@@ -1,0 +1,110 @@
+"""Authorization service for Belgian CPAS/OCMW applications.
+
+``create_app(overrides)`` assembles everything: settings, database, catalog, decision engine, JSON API,
+operations routes, error handlers. Nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+from flask import Response, g, jsonify, render_template_string, request
+from flask_openapi3 import Info, OpenAPI
+
+from . import metrics
+from .config import load_settings
+from .errors import register_error_handlers
+from .service import Service
+
+__all__ = ["create_app"]
+
+DOCS_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>authz-service API</title>
+<link rel="stylesheet" href="{{ url_for('swagger.static', filename='swagger-ui.css') }}"></head>
+<body><div id="swagger-ui"></div>
+<script src="{{ url_for('swagger.static', filename='swagger-ui-bundle.js') }}"></script>
+<script>SwaggerUIBundle({url: "{{ url_for('openapi_json') }}", dom_id: "#swagger-ui"});</script>
+</body></html>"""
+
+
+def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool = True) -> OpenAPI:
+    from .api import admin_api, decisions, users_api, validation_error_response
+
+    settings = load_settings(overrides)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = OpenAPI(
+        __name__,
+        info=Info(title="CPAS/OCMW authorization service", version="1"),
+        security_schemes={"api_key": {"type": "http", "scheme": "bearer"}},
+        validation_error_status=400,
+        validation_error_callback=validation_error_response,
+        doc_prefix="/docs",
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key or secrets.token_hex(32),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    service = Service(settings)
+    app.extensions["authz"] = service
+    register_error_handlers(app)
+    app.register_api(decisions)
+    app.register_api(users_api)
+    app.register_api(admin_api)
+
+    @app.get("/healthz", doc_ui=False)
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz", doc_ui=False)
+    def readyz() -> Response:
+        problems = []
+        try:
+            service.read(lambda store: store.ping())
+        except Exception as exc:  # the store is down: not ready
+            problems.append(str(exc))
+        if not service.engine.loaded:
+            problems.append(service.last_error or "the policy is not loaded")
+        elif service.engine.seconds_since_sync() > settings.max_staleness:
+            problems.append("the policy has not been refreshed recently")
+        if problems:
+            response = jsonify({"status": "unavailable", "problems": problems})
+            response.status_code = 503
+            return response
+        snap = service.engine.current()
+        return jsonify({"status": "ready", "cpas_loaded": len(snap.policies) if snap else 0})
+
+    @app.get("/metrics", doc_ui=False)
+    def metrics_route() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
+
+    @app.get("/openapi.json", doc_ui=False)
+    def openapi_json() -> Response:
+        return jsonify(app.api_doc)
+
+    @app.get("/docs", doc_ui=False)
+    def docs() -> str:
+        return render_template_string(DOCS_HTML)
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.get("started")
+        if started is not None:
+            metrics.REQUESTS.labels(request.method, request.endpoint or "unknown", response.status_code).observe(
+                time.perf_counter() - started
+            )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    service.sync()
+    if start_polling:
+        service.start_polling()
+    return app

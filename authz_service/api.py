@@ -1,0 +1,438 @@
+"""JSON routes of API.md. Thin: parse (flask-openapi3 + pydantic), authorize, one call, serialize."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from typing import Any
+
+from flask import Response, current_app, g, jsonify, request
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import ValidationError
+
+from . import metrics
+from .admin import Admin, cpas_snapshot, profile_description
+from .errors import InvalidRequest, PayloadTooLarge, ServiceError, UnknownCpas, UnknownFunction, envelope
+from .schemas import (
+    AuditQuery,
+    BatchRequest,
+    BatchResponse,
+    CpasCreate,
+    CpasPath,
+    EnforceRequest,
+    EnforceResponse,
+    ErrorResponse,
+    LangQuery,
+    ProfileCreate,
+    ProfilePath,
+    ProfileUpdate,
+    TemplatesQuery,
+    UserFunctionsResponse,
+    UserPath,
+    UserProfiles,
+    UserResponse,
+    UsersQuery,
+    UserSeen,
+)
+from .security import Principal, authenticate_key
+from .service import Service
+from .store import Store
+
+SECURITY = [{"api_key": []}]
+ERRORS: dict[Any, Any] = {
+    400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 503: ErrorResponse
+}
+
+decisions = APIBlueprint("decisions", __name__, abp_tags=[Tag(name="decisions")], abp_security=SECURITY,
+                         abp_responses=ERRORS)
+users_api = APIBlueprint("users", __name__, abp_tags=[Tag(name="users")], abp_security=SECURITY,
+                         abp_responses=ERRORS)
+admin_api = APIBlueprint("admin", __name__, abp_tags=[Tag(name="administration")], abp_security=SECURITY,
+                         abp_responses=ERRORS)
+
+
+def service() -> Service:
+    return current_app.extensions["authz"]  # type: ignore[no-any-return]
+
+
+def principal() -> Principal:
+    return g.principal  # type: ignore[no-any-return]
+
+
+def _authenticate(scope: str) -> None:
+    svc = service()
+    g.principal = svc.authenticate(request.headers.get("Authorization"))
+    g.principal.require_scope(scope)
+
+
+decisions.before_request(lambda: _authenticate("enforce"))
+users_api.before_request(lambda: _authenticate("users"))
+admin_api.before_request(lambda: _authenticate("admin"))
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+# -- decisions ----------------------------------------------------------------------------------------
+def _decide(svc: Service, cpas: str, user: str, function: str, explain: bool) -> dict[str, Any]:
+    if function not in svc.catalog:
+        raise UnknownFunction(f"unknown function code: {function}", {"function": function})
+    decision = svc.policy(cpas).decide(user, function, explain=explain)
+    metrics.DECISIONS.labels("allow" if decision.allowed else "deny").inc()
+    body: dict[str, Any] = {"allowed": decision.allowed, "policy_version": decision.policy_version}
+    if explain:
+        body["explanation"] = {
+            "reason": decision.reason,
+            "granted_by": list(decision.granted_by),
+            "missing_prerequisites": list(decision.missing_prerequisites),
+        }
+    return body
+
+
+@decisions.post("/enforce", responses={200: EnforceResponse})
+def enforce(body: EnforceRequest) -> Response:
+    """May this user use this function in this CPAS? A deny is a normal 200."""
+    principal().require_cpas(body.cpas)
+    return _json(_decide(service(), body.cpas, body.user, body.function, body.explain))
+
+
+@decisions.post("/enforce/batch", responses={200: BatchResponse, 413: ErrorResponse})
+def enforce_batch(body: BatchRequest) -> Response:
+    """Up to 1000 decisions on one policy snapshot, in input order, each with its own error."""
+    svc = service()
+    if len(body.requests) > svc.settings.batch_limit:
+        raise PayloadTooLarge(
+            f"a batch holds at most {svc.settings.batch_limit} requests ({len(body.requests)} sent)"
+        )
+    snapshot = svc.snapshot()
+    who = principal()
+    results: list[dict[str, Any]] = []
+    versions: set[int] = set()
+    for item in body.requests:
+        item_id = item.get("id") if isinstance(item, dict) else None
+        try:
+            if not isinstance(item, dict):
+                raise InvalidRequest("each request must be an object")
+            fields = {k: v for k, v in item.items() if k != "id"}
+            try:
+                req = EnforceRequest.model_validate(fields)
+            except ValidationError as exc:
+                raise InvalidRequest(_first_error(exc), _errors(exc)) from None
+            who.require_cpas(req.cpas)
+            if req.function not in svc.catalog:
+                raise UnknownFunction(f"unknown function code: {req.function}")
+            policy = snapshot.policies.get(req.cpas)
+            if policy is None:
+                raise UnknownCpas(f"CPAS {req.cpas} is not known to the service")
+            decision = policy.decide(req.user, req.function, explain=req.explain)
+            versions.add(decision.policy_version)
+            result: dict[str, Any] = {"id": item_id, "allowed": decision.allowed,
+                                      "policy_version": decision.policy_version}
+            if req.explain:
+                result["explanation"] = {
+                    "reason": decision.reason,
+                    "granted_by": list(decision.granted_by),
+                    "missing_prerequisites": list(decision.missing_prerequisites),
+                }
+            metrics.DECISIONS.labels("allow" if decision.allowed else "deny").inc()
+        except ServiceError as err:
+            result = {"id": item_id, "allowed": False, **envelope(err.code, err.message, err.details)}
+        results.append(result)
+    return _json({"policy_version": max(versions, default=0), "results": results})
+
+
+@decisions.get("/cpas/<cpas>/users/<user>/functions", responses={200: UserFunctionsResponse})
+def user_functions(path: UserPath, query: LangQuery) -> Response:
+    """The user's effective functions (hierarchy and prerequisites applied), with an ETag."""
+    svc = service()
+    principal().require_cpas(path.cpas)
+    policy = svc.policy(path.cpas)
+    view = policy.view(path.user)
+    etag = hashlib.sha256(
+        f"{path.cpas}|{path.user}|{policy.version}|{query.lang}|{svc.catalog.digest}".encode()
+    ).hexdigest()[:32]
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+        response.set_etag(etag)
+        return response
+    descriptions = svc.read(lambda store: {p.id: profile_description(p, query.lang) for p in store.profiles(path.cpas)})
+    response = _json({
+        "cpas": path.cpas,
+        "user": path.user,
+        "active": view.active,
+        "policy_version": policy.version,
+        "profiles": [{"id": pid, "description": descriptions.get(pid, "")} for pid in view.profiles],
+        "functions": sorted(view.functions),
+    })
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+# -- users seen at login ------------------------------------------------------------------------------
+@users_api.put("/cpas/<cpas>/users/<user>", responses={200: UserResponse, 201: UserResponse})
+def user_seen(path: UserPath, body: UserSeen) -> Response:
+    """An application reports a login: 201 the first time (the user appears with no profile), 200 after."""
+    principal().require_cpas(path.cpas)
+    svc = service()
+    with svc.admin(principal().name, path.cpas) as admin:
+        row, created = admin.user_seen(path.cpas, path.user, name=body.name, lang=body.lang)
+        result = _user_json(admin, row, body.lang)
+    return _json(result, 201 if created else 200)
+
+
+def _user_json(admin: Admin, row: Any, lang: str) -> dict[str, Any]:
+    profiles = {p.id: p for p in admin.store.profiles(row.cpas_id)}
+    ids = admin.store.user_profiles(row.cpas_id, row.user)
+    return {
+        "user": row.user,
+        "name": row.name,
+        "lang": row.lang,
+        "active": row.active,
+        "profiles": [{"id": i, "description": profile_description(profiles[i], lang)} for i in ids if i in profiles],
+    }
+
+
+# -- administration -----------------------------------------------------------------------------------
+@admin_api.get("/catalog")
+def catalog(query: LangQuery) -> Response:
+    """The function tree: groups, functions, labels, what each covers, its prerequisites."""
+    cat = service().catalog
+    return _json({"version": cat.version, "lang": query.lang, "tree": cat.tree(query.lang)})
+
+
+@admin_api.get("/catalog/templates")
+def templates(query: TemplatesQuery) -> Response:
+    """Predefined profiles (templates) with their regional names and functions."""
+    cat = service().catalog
+    items = []
+    for tpl in cat.templates:
+        regions = [query.region] if query.region else list(tpl.names)
+        items.append({
+            "code": tpl.code,
+            "names": {r: {"fr": tpl.name(r).fr, "nl": tpl.name(r).nl, "de": tpl.name(r).de} for r in regions},
+            "name": tpl.name(query.region).get(query.lang) if query.region else None,
+            "functions": list(tpl.functions),
+        })
+    return _json({"region": query.region, "templates": items})
+
+
+@admin_api.post("/cpas", responses={201: None})
+def create_cpas(body: CpasCreate) -> Response:
+    """Operator only: a new CPAS, with its built-in profile "Tous les accès / Alle toegangen"."""
+    principal().require_operator()
+    with service().admin(principal().name, body.cpas) as admin:
+        row = admin.create_cpas(body.cpas, body.name_fr, body.name_nl, body.region)
+        result = cpas_snapshot(row)
+    return _json(result, 201)
+
+
+def _profile_json(admin: Admin, profile: Any, *, full: bool) -> dict[str, Any]:
+    store = admin.store
+    body: dict[str, Any] = {
+        "id": profile.id,
+        "description_fr": profile.description_fr,
+        "description_nl": profile.description_nl,
+        "builtin": profile.builtin,
+        "version": profile.version,
+    }
+    if full:
+        body["functions"] = store.profile_functions(profile.cpas_id, profile.id)
+        body["includes"] = store.profile_includes(profile.cpas_id, profile.id)
+        body["users"] = [{"user": u.user, "name": u.name} for u in store.profile_users(profile.cpas_id, profile.id)]
+        body["missing_prerequisites"] = admin.catalog.missing_prerequisites(body["functions"])
+    return body
+
+
+@admin_api.get("/cpas/<cpas>/profiles")
+def list_profiles(path: CpasPath) -> Response:
+    principal().require_cpas(path.cpas)
+
+    def run(store: Store) -> list[dict[str, Any]]:
+        admin = Admin(store, service().catalog, principal().name)
+        admin.require_cpas(path.cpas)
+        functions, users = store.profile_counts(path.cpas)
+        return [
+            {**_profile_json(admin, p, full=False), "functions_count": functions.get(p.id, 0),
+             "users_count": users.get(p.id, 0)}
+            for p in store.profiles(path.cpas)
+        ]
+
+    return _json(service().read(run))
+
+
+@admin_api.post("/cpas/<cpas>/profiles", responses={201: None, 409: ErrorResponse})
+def create_profile(path: CpasPath, body: ProfileCreate) -> Response:
+    principal().require_cpas(path.cpas)
+    with service().admin(principal().name, path.cpas) as admin:
+        profile = admin.create_profile(path.cpas, description_fr=body.description_fr,
+                                       description_nl=body.description_nl, functions=body.functions,
+                                       includes=body.includes)
+        result = _profile_json(admin, profile, full=True)
+    response = _json(result, 201)
+    response.headers["Location"] = f"/cpas/{path.cpas}/profiles/{result['id']}"
+    return response
+
+
+@admin_api.get("/cpas/<cpas>/profiles/<int:profile_id>")
+def get_profile(path: ProfilePath) -> Response:
+    principal().require_cpas(path.cpas)
+
+    def run(store: Store) -> dict[str, Any]:
+        admin = Admin(store, service().catalog, principal().name)
+        return _profile_json(admin, admin.get_profile(path.cpas, path.profile_id), full=True)
+
+    return _json(service().read(run))
+
+
+@admin_api.put("/cpas/<cpas>/profiles/<int:profile_id>", responses={409: ErrorResponse})
+def update_profile(path: ProfilePath, body: ProfileUpdate) -> Response:
+    principal().require_cpas(path.cpas)
+    with service().admin(principal().name, path.cpas) as admin:
+        profile = admin.update_profile(path.cpas, path.profile_id, version=body.version,
+                                       description_fr=body.description_fr, description_nl=body.description_nl,
+                                       functions=body.functions, includes=body.includes)
+        result = _profile_json(admin, profile, full=True)
+    return _json(result)
+
+
+@admin_api.delete("/cpas/<cpas>/profiles/<int:profile_id>", responses={204: None, 409: ErrorResponse})
+def delete_profile(path: ProfilePath) -> Response:
+    principal().require_cpas(path.cpas)
+    with service().admin(principal().name, path.cpas) as admin:
+        admin.delete_profile(path.cpas, path.profile_id)
+    return Response(status=204)
+
+
+@admin_api.get("/cpas/<cpas>/users")
+def list_users(path: CpasPath, query: UsersQuery) -> Response:
+    principal().require_cpas(path.cpas)
+
+    def run(store: Store) -> dict[str, Any]:
+        admin = Admin(store, service().catalog, principal().name)
+        admin.require_cpas(path.cpas)
+        rows, total = store.users_page(path.cpas, active=query.status == "active", page=query.page,
+                                       per_page=query.per_page, search=query.q)
+        profiles = {p.id: p for p in store.profiles(path.cpas)}
+        assigned = store.assignments(path.cpas, [r.user for r in rows])
+        return {
+            "items": [
+                {"user": r.user, "name": r.name, "lang": r.lang, "active": r.active,
+                 "profiles": [{"id": i, "description": profile_description(profiles[i], query.lang)}
+                              for i in assigned.get(r.user, []) if i in profiles]}
+                for r in rows
+            ],
+            "page": query.page,
+            "per_page": query.per_page,
+            "total": total,
+        }
+
+    return _json(service().read(run))
+
+
+@admin_api.get("/cpas/<cpas>/users/<user>")
+def get_user(path: UserPath, query: LangQuery) -> Response:
+    principal().require_cpas(path.cpas)
+
+    def run(store: Store) -> dict[str, Any]:
+        admin = Admin(store, service().catalog, principal().name)
+        return _user_json(admin, admin.get_user(path.cpas, path.user), query.lang)
+
+    return _json(service().read(run))
+
+
+@admin_api.put("/cpas/<cpas>/users/<user>/profiles", responses={409: ErrorResponse})
+def assign_profiles(path: UserPath, body: UserProfiles) -> Response:
+    """Replace the user's profiles."""
+    principal().require_cpas(path.cpas)
+    with service().admin(principal().name, path.cpas) as admin:
+        row = admin.set_user_profiles(path.cpas, path.user, body.profiles)
+        result = _user_json(admin, row, row.lang)
+    return _json(result)
+
+
+@admin_api.post("/cpas/<cpas>/users/<user>/deactivate")
+def deactivate(path: UserPath) -> Response:
+    """Every profile removed, the user moves to the inactive list."""
+    principal().require_cpas(path.cpas)
+    with service().admin(principal().name, path.cpas) as admin:
+        row = admin.deactivate_user(path.cpas, path.user)
+        result = _user_json(admin, row, row.lang)
+    return _json(result)
+
+
+@admin_api.post("/cpas/<cpas>/users/<user>/reactivate")
+def reactivate(path: UserPath) -> Response:
+    """Back in the list, with no profile."""
+    principal().require_cpas(path.cpas)
+    with service().admin(principal().name, path.cpas) as admin:
+        row = admin.reactivate_user(path.cpas, path.user)
+        result = _user_json(admin, row, row.lang)
+    return _json(result)
+
+
+@admin_api.get("/cpas/<cpas>/audit")
+def audit(path: CpasPath, query: AuditQuery) -> Response:
+    """Administrative changes of the CPAS, newest first."""
+    principal().require_cpas(path.cpas)
+
+    def run(store: Store) -> dict[str, Any]:
+        Admin(store, service().catalog, principal().name).require_cpas(path.cpas)
+        rows, total = store.audit_page(path.cpas, page=query.page, per_page=query.per_page)
+        return {
+            "items": [
+                {"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "target": r.target,
+                 "before": r.before, "after": r.after}
+                for r in rows
+            ],
+            "page": query.page,
+            "per_page": query.per_page,
+            "total": total,
+        }
+
+    return _json(service().read(run))
+
+
+@admin_api.get("/cpas/<cpas>/policy.csv", responses={200: None})
+def policy_csv(path: CpasPath) -> Response:
+    """The CPAS's policy as Casbin CSV, loadable with model.conf by any Casbin implementation."""
+    principal().require_cpas(path.cpas)
+
+    def run(store: Store) -> list[tuple[str, ...]]:
+        Admin(store, service().catalog, principal().name).require_cpas(path.cpas)
+        return store.policy_lines(path.cpas)
+
+    lines = service().read(run)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for line in lines:
+        writer.writerow(line)
+    response = Response(out.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="policy-{path.cpas}.csv"'
+    return response
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
+    return f"{where}: {err.get('msg', 'invalid')}"
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def validation_error_response(exc: ValidationError) -> Response:
+    """flask-openapi3 calls this for a request that fails its model: our envelope, status 400."""
+    response = jsonify(envelope("invalid_request", _first_error(exc), _errors(exc)))
+    response.status_code = 400
+    return response
+
+

@@ -1,0 +1,241 @@
+"""The ``authz-service`` command: schema and catalog, demo data, credentials, the server."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from alembic import command
+from alembic.config import Config
+
+from .admin import Admin
+from .config import Settings, load_settings
+from .db import Database
+from .errors import ServiceError
+from .models import AdminAccount
+from .schemas import parse_kbo
+from .security import hash_password, new_api_key, parse_scopes
+from .store import Store
+
+HERE = Path(__file__).resolve().parent
+
+
+def migrate(settings: Settings) -> None:
+    """Create or upgrade the schema to the newest Alembic revision."""
+    database = Database(settings.database_url)
+    try:
+        cfg = Config(str(HERE / "alembic.ini"))
+        cfg.set_main_option("script_location", str(HERE / "migrations"))
+        with database.engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+    finally:
+        database.dispose()
+
+
+def init_db(settings: Settings, actor: str = "cli:init-db") -> bool:
+    """Schema, then the catalog's rule rows (and every built-in profile) if the catalog changed."""
+    from .catalog import load_catalog
+
+    migrate(settings)
+    catalog = load_catalog(settings.policies_dir)
+    database = Database(settings.database_url)
+    try:
+        with database.transaction() as session:
+            return Admin(Store(session), catalog, actor).sync_catalog()
+    finally:
+        database.dispose()
+
+
+def seed_demo(settings: Settings, path: Path | None = None, actor: str = "cli:seed-demo") -> dict[str, Any]:
+    """Load seed/demo.yaml: the CPAS, its profiles and users. Idempotent: what exists is left alone."""
+    from .catalog import load_catalog
+
+    data = yaml.safe_load((path or settings.seed_dir / "demo.yaml").read_text(encoding="utf-8"))
+    catalog = load_catalog(settings.policies_dir)
+    database = Database(settings.database_url)
+    created = {"cpas": 0, "profiles": 0, "users": 0}
+    try:
+        with database.transaction() as session:
+            store = Store(session)
+            admin = Admin(store, catalog, actor, settings.max_inclusion_depth)
+            info = data["cpas"]
+            cpas = parse_kbo(info["cpas"])
+            if store.get_cpas(cpas) is None:
+                admin.create_cpas(cpas, info["name_fr"], info["name_nl"], info["region"])
+                created["cpas"] += 1
+            existing = {(p.description_fr or p.description_nl): p.id for p in store.profiles(cpas)}
+            builtin = store.builtin_profile(cpas)
+            keys: dict[str, int] = {"builtin": builtin.id} if builtin else {}
+            for item in data.get("profiles", []):
+                label = item.get("description_fr") or item.get("description_nl")
+                if label in existing:
+                    keys[item["key"]] = existing[label]
+                    continue
+                profile = admin.create_profile(
+                    cpas,
+                    description_fr=item.get("description_fr"),
+                    description_nl=item.get("description_nl"),
+                    functions=item.get("functions", []),
+                    includes=[keys[k] for k in item.get("includes", [])],
+                )
+                keys[item["key"]] = profile.id
+                created["profiles"] += 1
+            for item in data.get("users", []):
+                row, is_new = admin.user_seen(cpas, str(item["user"]), name=item["name"], lang=item.get("lang", "fr"))
+                if not is_new:
+                    continue
+                created["users"] += 1
+                if item.get("active", True):
+                    if item.get("profiles"):
+                        admin.set_user_profiles(cpas, row.user, [keys[k] for k in item["profiles"]])
+                else:
+                    admin.deactivate_user(cpas, row.user)
+    finally:
+        database.dispose()
+    created["cpas_id"] = cpas  # type: ignore[assignment]
+    return created
+
+
+@click.group()
+def main() -> None:
+    """Authorization service for CPAS/OCMW applications (settings from AUTHZ_* variables)."""
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@main.command("init-db")
+def init_db_cmd() -> None:
+    """Create or migrate the schema and load the function catalog (idempotent)."""
+    settings = load_settings()
+    changed = init_db(settings)
+    click.echo("catalog loaded" if changed else "catalog already up to date")
+
+
+@main.command("seed-demo")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+def seed_demo_cmd(path: Path | None) -> None:
+    """Load the demo CPAS of seed/demo.yaml (idempotent)."""
+    try:
+        created = seed_demo(load_settings(), path)
+    except ServiceError as err:
+        _fail(err.message)
+    click.echo(
+        f"demo CPAS {created['cpas_id']}: {created['cpas']} CPAS, {created['profiles']} profiles, "
+        f"{created['users']} users created"
+    )
+
+
+@main.command("create-api-key")
+@click.option("--name", required=True)
+@click.option("--scopes", required=True, help="comma-separated: enforce,users,admin")
+@click.option("--cpas", "cpas_list", multiple=True, help="limit the key to these CPAS (repeatable)")
+def create_api_key_cmd(name: str, scopes: str, cpas_list: tuple[str, ...]) -> None:
+    """Create an API key and print it (alone, on the last line). It is shown only this once."""
+    settings = load_settings()
+    try:
+        scope_list = parse_scopes(scopes)
+        limited = [parse_kbo(c) for c in cpas_list] if cpas_list else None
+    except (ServiceError, ValueError) as err:
+        _fail(getattr(err, "message", str(err)))
+    database = Database(settings.database_url)
+    try:
+        with database.transaction() as session:
+            store = Store(session)
+            for cpas in limited or []:
+                if store.get_cpas(cpas) is None:
+                    _fail(f"CPAS {cpas} is not known to the service")
+            key = new_api_key(store, name, scope_list, limited)
+            store.audit(None, "cli", "api_key.create", f"api_key:{name}", None,
+                        {"name": name, "scopes": list(scope_list), "cpas": limited})
+    except ServiceError as err:
+        _fail(err.message)
+    finally:
+        database.dispose()
+    click.echo(f"API key '{name}' (scopes {','.join(scope_list)}; CPAS {', '.join(limited) if limited else 'all'}):")
+    click.echo(key)
+
+
+@main.command("create-admin")
+@click.option("--username", required=True)
+@click.option("--cpas", "cpas_list", multiple=True, help="CPAS this configuration manager administers")
+@click.option("--operator", is_flag=True, help="an operator: every CPAS")
+@click.option("--if-missing", is_flag=True, help="do nothing when the account already exists")
+def create_admin_cmd(username: str, cpas_list: tuple[str, ...], operator: bool, if_missing: bool) -> None:
+    """Create an admin account; the password is read from standard input."""
+    if bool(cpas_list) == operator:
+        _fail("give either --cpas (one or more) or --operator")
+    settings = load_settings()
+    try:
+        limited = [parse_kbo(c) for c in cpas_list]
+    except ValueError as err:
+        _fail(str(err))
+    database = Database(settings.database_url)
+    try:
+        with database.transaction() as session:
+            store = Store(session)
+            if store.admin_by_username(username) is not None:
+                if if_missing:
+                    click.echo(f"admin '{username}' already exists")
+                    return
+                _fail(f"admin '{username}' already exists")
+            password = sys.stdin.readline().rstrip("\n")
+            if len(password) < 8:
+                _fail("the password (read from standard input) must have at least 8 characters")
+            for cpas in limited:
+                if store.get_cpas(cpas) is None:
+                    _fail(f"CPAS {cpas} is not known to the service")
+            store.add_admin(AdminAccount(username=username, password_hash=hash_password(password),
+                                         operator=operator, cpas=limited))
+            store.audit(None, "cli", "admin.create", f"admin:{username}", None,
+                        {"username": username, "operator": operator, "cpas": limited})
+    finally:
+        database.dispose()
+    click.echo(f"admin '{username}' created")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, type=int, show_default=True)
+@click.option("--workers", default=2, type=int, show_default=True)
+def serve_cmd(host: str, port: int, workers: int) -> None:
+    """Run the server under gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    load_settings()  # fail early on bad settings
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authz-metrics-")
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 4)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("child_exit", _child_exit)
+
+        def load(self) -> Any:
+            from . import create_app
+
+            return create_app()
+
+    Server().run()
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Settings: every knob of the service, read from ``AUTHZ_*`` environment variables and validated at start.
+
+Tests and the CLI build a :class:`Settings` from an overrides mapping; nothing reads the environment
+anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTHZ_", extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        default=f"sqlite:///{REPO_ROOT / 'var' / 'authz.sqlite3'}",
+        description="SQLAlchemy URL; postgresql+psycopg://... in production",
+    )
+    policies_dir: Path = Field(default=REPO_ROOT / "policies", description="folder of catalog.yaml")
+    model_path: Path = Field(default=REPO_ROOT / "model.conf", description="the Casbin model")
+    seed_dir: Path = Field(default=REPO_ROOT / "seed", description="folder of demo.yaml")
+    secret_key: str = Field(default="", description="Flask session secret; generated per process if empty")
+    poll_interval: float = Field(default=1.0, ge=0, description="seconds between policy-version polls; 0 = off")
+    max_staleness: float = Field(
+        default=15.0, gt=0, description="refuse decisions (503) when the store has not answered for this long"
+    )
+    batch_limit: int = Field(default=1000, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    max_inclusion_depth: int = Field(default=5, ge=1, le=8)
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("AUTHZ_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
+        return value
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Environment first, then ``overrides`` (keys are field names, lower case)."""
+    return Settings(**(overrides or {}))

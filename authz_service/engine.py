@@ -1,0 +1,245 @@
+"""The decision engine: exactly what ``model.conf`` decides, answered from precomputed per-CPAS indexes.
+
+It reads Casbin rows (``p`` lines from the catalog, ``g`` lines per CPAS) and mirrors the model:
+a user holds every role reachable through ``g`` links in the CPAS (at most ``MAX_HOPS`` links away,
+as pycasbin's role manager), a function is allowed when one of its allow roles is held and every one
+of its deny roles (prerequisites) is held too. No Flask, no SQL here: ``store.py`` feeds it rows.
+
+Each CPAS index is immutable; a change builds a new one beside it and swaps the reference, so a
+concurrent decision sees either the old or the new policy, never a half-built one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+USER = "user:"
+PROFILE = "profile:"
+FUNCTION = "function:"
+ANY_CPAS = "*"
+# pycasbin's RoleManager(max_hierarchy_level=10) looks at most 9 links beyond the subject itself.
+MAX_HOPS = 9
+
+
+def user_subject(user: str) -> str:
+    return USER + user
+
+
+def profile_role(profile_id: int) -> str:
+    return f"{PROFILE}{profile_id}"
+
+
+def function_role(code: str) -> str:
+    return FUNCTION + code
+
+
+class EngineUnavailable(Exception):
+    """The policy is not loaded or too old to trust: no decision can be made."""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The catalog's ``p`` lines, indexed both ways."""
+
+    allow_roles: Mapping[str, frozenset[str]]  # function code -> roles whose holding grants it
+    deny_roles: Mapping[str, frozenset[str]]  # function code -> roles whose absence refuses it
+    grants: Mapping[str, frozenset[str]]  # role -> function codes it grants
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, str, str, str]]) -> Rules:
+        """``rows`` are ``(sub, dom, obj, eft)`` of ``p`` lines; lines for another domain than ``*`` are
+        refused, since the service keeps every ``p`` line global."""
+        allow: dict[str, set[str]] = {}
+        deny: dict[str, set[str]] = {}
+        grants: dict[str, set[str]] = {}
+        for sub, dom, obj, eft in rows:
+            if dom != ANY_CPAS:
+                raise ValueError(f"p line for domain {dom!r}: only '*' is supported")
+            if eft == "allow":
+                allow.setdefault(obj, set()).add(sub)
+                grants.setdefault(sub, set()).add(obj)
+            elif eft == "deny":
+                deny.setdefault(obj, set()).add(sub)
+            else:
+                raise ValueError(f"p line with effect {eft!r}")
+        return cls(
+            allow_roles=MappingProxyType({k: frozenset(v) for k, v in allow.items()}),
+            deny_roles=MappingProxyType({k: frozenset(v) for k, v in deny.items()}),
+            grants=MappingProxyType({k: frozenset(v) for k, v in grants.items()}),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str  # granted | not_granted | missing_prerequisite | user_inactive | unknown_user
+    policy_version: int
+    granted_by: tuple[int, ...] = ()
+    missing_prerequisites: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UserView:
+    known: bool
+    active: bool
+    profiles: tuple[int, ...]  # directly assigned profile ids, sorted
+    functions: frozenset[str]  # effective function codes
+
+
+class CpasPolicy:
+    """One CPAS's policy at one version. Built once, never changed."""
+
+    def __init__(
+        self,
+        cpas: str,
+        version: int,
+        rules: Rules,
+        links: Iterable[tuple[str, str]],
+        users: Mapping[str, bool],
+    ) -> None:
+        self.cpas = cpas
+        self.version = version
+        self.rules = rules
+        graph: dict[str, list[str]] = {}
+        for child, parent in links:
+            graph.setdefault(child, []).append(parent)
+        self._graph = {k: tuple(v) for k, v in graph.items()}
+        self._users = dict(users)  # user id -> active
+        self._by_profiles: dict[tuple[str, ...], frozenset[str]] = {}
+        self._effective: dict[str, frozenset[str]] = {}
+        for user in self._users:
+            self._effective[user] = self._compute(user_subject(user))
+
+    # -- building -------------------------------------------------------------------------------
+    def _reachable(self, subject: str) -> frozenset[str]:
+        seen = {subject}
+        frontier = [subject]
+        for _ in range(MAX_HOPS):
+            nxt = []
+            for node in frontier:
+                for parent in self._graph.get(node, ()):
+                    if parent not in seen:
+                        seen.add(parent)
+                        nxt.append(parent)
+            if not nxt:
+                break
+            frontier = nxt
+        seen.discard(subject)
+        return frozenset(seen)
+
+    def _compute(self, subject: str) -> frozenset[str]:
+        direct = self._graph.get(subject, ())
+        if not direct:
+            return frozenset()
+        key = tuple(sorted(direct))
+        cached = self._by_profiles.get(key)
+        if cached is None:
+            cached = self._functions_of_roles(self._reachable(subject))
+            self._by_profiles[key] = cached
+        return cached
+
+    def _functions_of_roles(self, held: frozenset[str]) -> frozenset[str]:
+        rules = self.rules
+        candidates: set[str] = set()
+        for role in held:
+            granted = rules.grants.get(role)
+            if granted:
+                candidates.update(granted)
+        return frozenset(c for c in candidates if rules.deny_roles.get(c, frozenset()) <= held)
+
+    # -- reading --------------------------------------------------------------------------------
+    def functions_of(self, user: str) -> frozenset[str]:
+        found = self._effective.get(user)
+        if found is None:  # a subject with links but no user row still decides as Casbin would
+            found = self._compute(user_subject(user))
+        return found
+
+    def profiles_of(self, user: str) -> tuple[int, ...]:
+        return tuple(
+            sorted(int(r[len(PROFILE) :]) for r in self._graph.get(user_subject(user), ()) if r.startswith(PROFILE))
+        )
+
+    def view(self, user: str) -> UserView:
+        return UserView(
+            known=user in self._users,
+            active=self._users.get(user, False),
+            profiles=self.profiles_of(user),
+            functions=self.functions_of(user),
+        )
+
+    def decide(self, user: str, function: str, *, explain: bool = False) -> Decision:
+        allowed = function in self.functions_of(user)
+        if not explain:
+            return Decision(allowed, "granted" if allowed else "not_granted", self.version)
+        return self._explain(user, function, allowed)
+
+    def _explain(self, user: str, function: str, allowed: bool) -> Decision:
+        if user not in self._users and not allowed:
+            return Decision(False, "unknown_user", self.version)
+        if not self._users.get(user, True) and not allowed:
+            return Decision(False, "user_inactive", self.version)
+        allow_roles = self.rules.allow_roles.get(function, frozenset())
+        granted_by = []
+        for role in self._graph.get(user_subject(user), ()):
+            if role.startswith(PROFILE) and (role in allow_roles or self._reachable(role) & allow_roles):
+                granted_by.append(int(role[len(PROFILE) :]))
+        held = self._reachable(user_subject(user))
+        missing = sorted(
+            r[len(FUNCTION) :] if r.startswith(FUNCTION) else r
+            for r in self.rules.deny_roles.get(function, frozenset()) - held
+        )
+        if allowed:
+            reason = "granted"
+        elif held & allow_roles:
+            reason = "missing_prerequisite"
+        else:
+            reason = "not_granted"
+        return Decision(allowed, reason, self.version, tuple(sorted(granted_by)), tuple(missing) if not allowed else ())
+
+
+@dataclass
+class Snapshot:
+    rules: Rules
+    catalog_digest: str
+    policies: Mapping[str, CpasPolicy] = field(default_factory=dict)
+
+
+class Engine:
+    """Holds the live snapshot; ``swap`` installs a new one. Decisions never take a lock."""
+
+    def __init__(self, *, max_staleness: float = 15.0) -> None:
+        self._snapshot: Snapshot | None = None
+        self._synced_at: float = 0.0
+        self.max_staleness = max_staleness
+        self.build_lock = threading.Lock()  # one builder at a time; readers never wait on it
+
+    @property
+    def snapshot(self) -> Snapshot:
+        snap = self._snapshot
+        if snap is None:
+            raise EngineUnavailable("the policy is not loaded yet")
+        if time.monotonic() - self._synced_at > self.max_staleness:
+            raise EngineUnavailable("the policy store has not answered recently")
+        return snap
+
+    @property
+    def loaded(self) -> bool:
+        return self._snapshot is not None
+
+    def current(self) -> Snapshot | None:
+        """The snapshot even when stale (for builders), or None."""
+        return self._snapshot
+
+    def install(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self.mark_synced()
+
+    def mark_synced(self) -> None:
+        self._synced_at = time.monotonic()
+
+    def seconds_since_sync(self) -> float:
+        return time.monotonic() - self._synced_at

@@ -1,0 +1,131 @@
+"""Errors are data: one small hierarchy, one table to HTTP, one JSON envelope.
+
+``{"error": {"code": "<snake_case>", "message": "<human text>", "details": ...}}`` for every non-2xx
+answer of the JSON API; never a stack trace, never SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    code = "invalid_request"
+    status = 400
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidRequest(ServiceError):
+    code, status = "invalid_request", 400
+
+
+class UnknownFunction(ServiceError):
+    code, status = "unknown_function", 400
+
+
+class Unauthenticated(ServiceError):
+    code, status = "unauthenticated", 401
+
+
+class Forbidden(ServiceError):
+    code, status = "forbidden", 403
+
+
+class UnknownCpas(ServiceError):
+    code, status = "unknown_cpas", 404
+
+
+class NotFound(ServiceError):
+    code, status = "not_found", 404
+
+
+class ProfileInUse(ServiceError):
+    code, status = "profile_in_use", 409
+
+
+class BuiltinProfile(ServiceError):
+    code, status = "builtin_profile", 409
+
+
+class Conflict(ServiceError):
+    code, status = "conflict", 409
+
+
+class DuplicateDescription(ServiceError):
+    code, status = "duplicate_description", 409
+
+
+class PayloadTooLarge(ServiceError):
+    code, status = "payload_too_large", 413
+
+
+class Unavailable(ServiceError):
+    code, status = "unavailable", 503
+
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    411: "invalid_request",
+    413: "payload_too_large",
+    415: "invalid_request",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def envelope(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return {"error": body}
+
+
+def error_response(error: ServiceError) -> Response:
+    response = jsonify(envelope(error.code, error.message, error.details))
+    response.status_code = error.status
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="authz-service"'
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def _service_error(error: ServiceError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        if error.response is not None:  # abort(response), e.g. our validation-error callback
+            return error.response  # type: ignore[return-value]
+        status = error.code or 500
+        code = _HTTP_CODES.get(status, "invalid_request" if status < 500 else "internal_error")
+        response = jsonify(envelope(code, error.description or error.name))
+        response.status_code = status
+        if status == 405 and error.get_headers():
+            for name, value in error.get_headers():
+                if name.lower() == "allow":
+                    response.headers["Allow"] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        log.exception("unexpected error")
+        response = jsonify(envelope("internal_error", "The service could not complete the request."))
+        response.status_code = 500
+        return response

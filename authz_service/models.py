@@ -1,0 +1,149 @@
+"""Tables. Casbin's own ``casbin_rule`` (schema of sqlalchemy-adapter, plus indexes) holds every
+assignment, inclusion and profile function; our tables beside it hold what Casbin has no place for:
+CPAS, profile descriptions and versions, users, audit, API keys, admin accounts, catalog state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class CasbinRule(Base):
+    """Same columns as sqlalchemy_adapter's ``CasbinRule`` so that its Adapter can load this table."""
+
+    __tablename__ = "casbin_rule"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ptype: Mapped[str] = mapped_column(String(255))
+    v0: Mapped[str | None] = mapped_column(String(255))
+    v1: Mapped[str | None] = mapped_column(String(255))
+    v2: Mapped[str | None] = mapped_column(String(255))
+    v3: Mapped[str | None] = mapped_column(String(255))
+    v4: Mapped[str | None] = mapped_column(String(255))
+    v5: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        Index("ix_casbin_rule_ptype_v2_v0", "ptype", "v2", "v0"),
+        Index("ix_casbin_rule_ptype_v1", "ptype", "v1"),
+    )
+
+
+class Cpas(Base):
+    __tablename__ = "cpas"
+    id: Mapped[str] = mapped_column(String(10), primary_key=True)  # KBO/BCE number, 10 digits
+    name_fr: Mapped[str] = mapped_column(String(200))
+    name_nl: Mapped[str] = mapped_column(String(200))
+    region: Mapped[str] = mapped_column(String(32))
+    policy_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Profile(Base):
+    __tablename__ = "profile"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cpas_id: Mapped[str] = mapped_column(ForeignKey("cpas.id", ondelete="CASCADE"), index=True)
+    description_fr: Mapped[str | None] = mapped_column(String(200))
+    description_nl: Mapped[str | None] = mapped_column(String(200))
+    # casefolded descriptions: uniqueness in the CPAS ignores case and surrounding blanks
+    key_fr: Mapped[str | None] = mapped_column(String(200))
+    key_nl: Mapped[str | None] = mapped_column(String(200))
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("cpas_id", "key_fr", name="uq_profile_cpas_key_fr"),
+        UniqueConstraint("cpas_id", "key_nl", name="uq_profile_cpas_key_nl"),
+    )
+
+
+class User(Base):
+    __tablename__ = "app_user"
+    cpas_id: Mapped[str] = mapped_column(ForeignKey("cpas.id", ondelete="CASCADE"), primary_key=True)
+    user: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    lang: Mapped[str] = mapped_column(String(2), default="fr")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_app_user_cpas_active_name", "cpas_id", "active", "name"),)
+
+
+class AuditEntry(Base):
+    """Append-only: the service never updates or deletes these rows."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cpas_id: Mapped[str | None] = mapped_column(String(10), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    before: Mapped[Any] = mapped_column(JSON, nullable=True)
+    after: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_key"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(128))
+    scopes: Mapped[str] = mapped_column(String(100))  # comma-separated
+    cpas: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # None = every CPAS
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AdminAccount(Base):
+    __tablename__ = "admin_account"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    operator: Mapped[bool] = mapped_column(Boolean, default=False)
+    cpas: Mapped[list[str]] = mapped_column(JSON, default=list)
+    lang: Mapped[str] = mapped_column(String(2), default="fr")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CatalogState(Base):
+    """The catalog version whose rule rows are in ``casbin_rule`` (one row, id 1)."""
+
+    __tablename__ = "catalog_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

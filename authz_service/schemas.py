@@ -1,0 +1,210 @@
+"""JSON request and response models (pydantic). flask-openapi3 validates requests with them and builds
+``/openapi.json`` from the same classes. Request bodies are strict: wrong types are refused, not coerced.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from .catalog import REGIONS
+
+USER_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+FUNCTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
+KBO_RE = re.compile(r"^([01]\d{3})\.?(\d{3})\.?(\d{3})$")
+
+
+def parse_kbo(value: str) -> str:
+    """``0212345678`` or ``0212.345.678`` -> ``0212345678``; checks the mod-97 control digits."""
+    match = KBO_RE.match(value.strip()) if isinstance(value, str) else None
+    if not match:
+        raise ValueError("a CPAS is a 10-digit KBO/BCE number starting with 0 or 1 (e.g. 0212.345.678)")
+    digits = "".join(match.groups())
+    if 97 - int(digits[:8]) % 97 != int(digits[8:]):
+        raise ValueError(f"{value} is not a valid KBO/BCE number (mod-97 check failed)")
+    return digits
+
+
+def _user(value: str) -> str:
+    if not USER_RE.match(value):
+        raise ValueError("a user id is 1-128 characters of A-Z a-z 0-9 . _ : @ -")
+    return value
+
+
+def _function(value: str) -> str:
+    if len(value) > 200 or not FUNCTION_RE.match(value):
+        raise ValueError("a function code looks like 'dossier.search'")
+    return value
+
+
+def _text(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = " ".join(value.split())
+    return value or None
+
+
+Kbo = Annotated[str, AfterValidator(parse_kbo)]
+UserId = Annotated[str, AfterValidator(_user)]
+FunctionCode = Annotated[str, AfterValidator(_function)]
+Description = Annotated[str | None, Field(default=None, max_length=200), AfterValidator(_text)]
+Lang = Literal["fr", "nl", "de"]
+Region = Literal[REGIONS]  # type: ignore[valid-type]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- path and query ---------------------------------------------------------------------------------
+class CpasPath(Params):
+    cpas: Kbo
+
+
+class ProfilePath(Params):
+    cpas: Kbo
+    profile_id: int = Field(ge=1, le=2**31 - 1)
+
+
+class UserPath(Params):
+    cpas: Kbo
+    user: UserId
+
+
+class LangQuery(Params):
+    lang: Lang = "fr"
+
+
+class TemplatesQuery(Params):
+    region: Region | None = None
+    lang: Lang = "fr"
+
+
+class UsersQuery(Params):
+    status: Literal["active", "inactive"] = "active"
+    page: int = Field(default=1, ge=1, le=1_000_000)
+    per_page: int = Field(default=50, ge=1, le=500)
+    q: str | None = Field(default=None, max_length=100)
+    lang: Lang = "fr"
+
+
+class AuditQuery(Params):
+    page: int = Field(default=1, ge=1, le=1_000_000)
+    per_page: int = Field(default=50, ge=1, le=500)
+
+
+# -- bodies -----------------------------------------------------------------------------------------
+class EnforceRequest(Body):
+    cpas: Kbo
+    user: UserId
+    function: FunctionCode
+    explain: bool = False
+
+
+class BatchItem(BaseModel):
+    """Documented shape of one item; each item is validated on its own as an EnforceRequest, so that
+    one bad item gets its own error."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | int | None = None
+    cpas: str | None = None
+    user: str | None = None
+    function: str | None = None
+
+
+class BatchRequest(Body):
+    requests: list[dict[str, Any]] = Field(description="at most AUTHZ_BATCH_LIMIT (1000) items")
+
+
+class UserSeen(Body):
+    name: str = Field(default="", max_length=200)
+    lang: Lang = "fr"
+
+
+class CpasCreate(Body):
+    cpas: Kbo
+    name_fr: str = Field(min_length=1, max_length=200)
+    name_nl: str = Field(min_length=1, max_length=200)
+    region: Region
+
+
+class ProfileCreate(Body):
+    description_fr: Description
+    description_nl: Description
+    functions: list[FunctionCode] = Field(default_factory=list, max_length=2000)
+    includes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list, max_length=200)
+
+
+class ProfileUpdate(Body):
+    version: int = Field(ge=1)
+    description_fr: Description
+    description_nl: Description
+    functions: list[FunctionCode] | None = Field(default=None, max_length=2000)
+    includes: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, max_length=200)
+
+
+class UserProfiles(Body):
+    profiles: list[Annotated[int, Field(ge=1)]] = Field(max_length=200)
+
+
+# -- responses (documentation) ----------------------------------------------------------------------
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Explanation(BaseModel):
+    reason: Literal["granted", "not_granted", "missing_prerequisite", "user_inactive", "unknown_user"]
+    granted_by: list[int]
+    missing_prerequisites: list[str]
+
+
+class EnforceResponse(BaseModel):
+    allowed: bool
+    policy_version: int
+    explanation: Explanation | None = None
+
+
+class BatchResult(BaseModel):
+    id: Any = None
+    allowed: bool
+    policy_version: int | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResponse(BaseModel):
+    policy_version: int
+    results: list[BatchResult]
+
+
+class ProfileRef(BaseModel):
+    id: int
+    description: str
+
+
+class UserFunctionsResponse(BaseModel):
+    cpas: str
+    user: str
+    active: bool
+    policy_version: int
+    profiles: list[ProfileRef]
+    functions: list[str]
+
+
+class UserResponse(BaseModel):
+    user: str
+    name: str
+    lang: str
+    active: bool
+    profiles: list[ProfileRef]

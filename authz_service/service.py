@@ -1,0 +1,188 @@
+"""The running service: settings, database, catalog and decision engine, and the two ways in:
+``write()`` for a change (one transaction, then the touched CPAS is rebuilt) and ``decide()`` for a
+decision (no I/O). A poller thread keeps the engine in step with changes made by other processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from .admin import Admin
+from .catalog import Catalog, load_catalog
+from .config import Settings
+from .db import Database
+from .engine import CpasPolicy, Engine, EngineUnavailable, Snapshot
+from .errors import Unavailable, UnknownCpas
+from .security import Principal, authenticate_key
+from .store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.catalog: Catalog = load_catalog(settings.policies_dir)
+        self.db = Database(settings.database_url)
+        self.engine = Engine(max_staleness=settings.max_staleness)
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.last_error: str | None = None
+        self._keys = KeyCache()
+
+    def authenticate(self, header: str | None) -> Principal:
+        cached = self._keys.get(header or "")
+        if isinstance(cached, Principal):
+            return cached
+        found = self.read(lambda store: authenticate_key(store, header))
+        self._keys.put(header or "", found)
+        return found
+
+    # -- writes --------------------------------------------------------------------------------------
+    @contextmanager
+    def admin(self, actor: str, cpas: str | None = None) -> Iterator[Admin]:
+        """One transaction around a use case; after commit, rebuild the CPAS it touched."""
+        try:
+            with self.db.transaction() as session:
+                yield Admin(Store(session), self.catalog, actor, self.settings.max_inclusion_depth)
+        except SQLAlchemyError as exc:
+            log.exception("store error during a change")
+            raise Unavailable("the policy store is unavailable; nothing was changed") from exc
+        if cpas is not None:
+            self.refresh(cpas)
+
+    def read(self, fn: Callable[[Store], T]) -> T:
+        try:
+            with self.db.reading() as session:
+                return fn(Store(session))
+        except SQLAlchemyError as exc:
+            log.exception("store error during a read")
+            raise Unavailable("the policy store is unavailable") from exc
+
+    # -- decisions -----------------------------------------------------------------------------------
+    def policy(self, cpas: str) -> CpasPolicy:
+        try:
+            snapshot = self.engine.snapshot
+        except EngineUnavailable as exc:
+            raise Unavailable(str(exc)) from exc
+        policy = snapshot.policies.get(cpas)
+        if policy is None:
+            raise UnknownCpas(f"CPAS {cpas} is not known to the service")
+        return policy
+
+    def snapshot(self) -> Snapshot:
+        try:
+            return self.engine.snapshot
+        except EngineUnavailable as exc:
+            raise Unavailable(str(exc)) from exc
+
+    # -- keeping the engine in step --------------------------------------------------------------------
+    def sync(self) -> bool:
+        """Rebuild the CPAS whose version changed (and everything if the catalog rows changed).
+        Returns whether the store answered."""
+        with self.engine.build_lock:
+            try:
+                with self.db.reading() as session:
+                    store = Store(session)
+                    current = self.engine.current()
+                    state = store.catalog_state()
+                    digest = state.digest if state else ""
+                    if current is None or current.catalog_digest != digest:
+                        rules = store.rules()
+                        old: dict[str, CpasPolicy] = {}
+                    else:
+                        rules = current.rules
+                        old = dict(current.policies)
+                    versions = store.versions()
+                    policies: dict[str, CpasPolicy] = {}
+                    for cpas, version in versions.items():
+                        kept = old.get(cpas)
+                        if kept is not None and kept.version == version:
+                            policies[cpas] = kept
+                        else:
+                            built = store.cpas_policy(cpas, rules)
+                            if built is not None:
+                                policies[cpas] = built
+            except SQLAlchemyError as exc:
+                self.last_error = str(exc).splitlines()[0]
+                log.warning("policy sync failed: %s", self.last_error)
+                return False
+            if state is None:
+                self.last_error = "the catalog is not loaded: run `authz-service init-db`"
+                return False
+            self.engine.install(Snapshot(rules=rules, catalog_digest=digest, policies=policies))
+            self.last_error = None
+            return True
+
+    def refresh(self, cpas: str) -> None:
+        """Rebuild one CPAS now (after this process changed it)."""
+        with self.engine.build_lock:
+            current = self.engine.current()
+            if current is None:
+                pass
+            else:
+                try:
+                    with self.db.reading() as session:
+                        built = Store(session).cpas_policy(cpas, current.rules)
+                except SQLAlchemyError:
+                    log.warning("refresh of %s failed; the poller will retry", cpas)
+                    return
+                policies = dict(current.policies)
+                if built is None:
+                    policies.pop(cpas, None)
+                else:
+                    policies[cpas] = built
+                self.engine.install(
+                    Snapshot(rules=current.rules, catalog_digest=current.catalog_digest, policies=policies)
+                )
+                return
+        self.sync()
+
+    def start_polling(self) -> None:
+        if self.settings.poll_interval <= 0 or self._poller is not None:
+            return
+        self._poller = threading.Thread(target=self._poll, name="authz-policy-poller", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.settings.poll_interval):
+            try:
+                self.sync()
+            except Exception:  # never let the poller die
+                log.exception("policy poller")
+                time.sleep(self.settings.poll_interval)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+        self.db.dispose()
+
+
+class KeyCache:
+    """Authenticated API keys for a few seconds, so that a decision costs no database round trip.
+    A revoked key stops working within ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = 10.0, size: int = 1024) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._items: dict[str, tuple[float, object]] = {}
+
+    def get(self, token: str) -> object | None:
+        item = self._items.get(token)
+        if item is None or item[0] < time.monotonic():
+            return None
+        return item[1]
+
+    def put(self, token: str, value: object) -> None:
+        if len(self._items) >= self.size:
+            self._items.clear()
+        self._items[token] = (time.monotonic() + self.ttl, value)

@@ -1,0 +1,332 @@
+"""The only module that queries the database. Writes our rows and the Casbin rule rows through the
+caller's session, so that they share its transaction (sqlalchemy-adapter's own writes commit on their
+own and have known bugs; see CASBIN_NOTES.md). Casbin words stay here and in ``engine.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from .catalog import Catalog
+from .engine import (
+    ANY_CPAS,
+    FUNCTION,
+    PROFILE,
+    USER,
+    CpasPolicy,
+    Rules,
+    function_role,
+    profile_role,
+    user_subject,
+)
+from .models import (
+    AdminAccount,
+    ApiKey,
+    AuditEntry,
+    CasbinRule,
+    CatalogState,
+    Cpas,
+    Profile,
+    User,
+    utcnow,
+)
+
+
+class Store:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    # -- catalog rule rows ------------------------------------------------------------------------
+    def catalog_state(self) -> CatalogState | None:
+        return self.s.get(CatalogState, 1)
+
+    def write_catalog_rules(self, catalog: Catalog) -> None:
+        """Replace every global ``p`` line by the catalog's: allow lines for each function and covered
+        action, deny lines for each transitive prerequisite."""
+        self.s.execute(delete(CasbinRule).where(CasbinRule.ptype == "p"))
+        rows: list[dict[str, Any]] = []
+        for code, fn in catalog.functions.items():
+            if fn.selectable:
+                rows.append(_p(function_role(code), code, "allow"))
+                rows.extend(_p(function_role(c), c, "allow") for c in fn.covers)
+            rows.extend(_p(function_role(pre), code, "deny") for pre in sorted(catalog.prerequisites(code)))
+        if rows:
+            self.s.execute(CasbinRule.__table__.insert(), rows)
+        state = self.catalog_state()
+        if state is None:
+            self.s.add(CatalogState(id=1, version=catalog.version, digest=catalog.digest))
+        else:
+            state.version, state.digest, state.loaded_at = catalog.version, catalog.digest, utcnow()
+
+    def rules(self) -> Rules:
+        rows = self.s.execute(
+            select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v2, CasbinRule.v3).where(CasbinRule.ptype == "p")
+        ).all()
+        return Rules.from_rows((str(a), str(b), str(c), str(d)) for a, b, c, d in rows)
+
+    # -- CPAS -------------------------------------------------------------------------------------
+    def get_cpas(self, cpas: str) -> Cpas | None:
+        return self.s.get(Cpas, cpas)
+
+    def list_cpas(self) -> Sequence[Cpas]:
+        return self.s.scalars(select(Cpas).order_by(Cpas.id)).all()
+
+    def versions(self) -> dict[str, int]:
+        return {k: v for k, v in self.s.execute(select(Cpas.id, Cpas.policy_version)).all()}
+
+    def bump_version(self, cpas: str) -> int:
+        """Also the write lock that serializes changes of one CPAS (row lock on PostgreSQL)."""
+        self.s.execute(update(Cpas).where(Cpas.id == cpas).values(policy_version=Cpas.policy_version + 1))
+        return int(self.s.scalar(select(Cpas.policy_version).where(Cpas.id == cpas)) or 0)
+
+    def bump_all_versions(self) -> None:
+        self.s.execute(update(Cpas).values(policy_version=Cpas.policy_version + 1))
+
+    def lock_cpas(self, cpas: str) -> Cpas | None:
+        return self.s.scalar(select(Cpas).where(Cpas.id == cpas).with_for_update())
+
+    # -- profiles ---------------------------------------------------------------------------------
+    def profiles(self, cpas: str) -> Sequence[Profile]:
+        return self.s.scalars(select(Profile).where(Profile.cpas_id == cpas).order_by(Profile.id)).all()
+
+    def get_profile(self, cpas: str, profile_id: int) -> Profile | None:
+        profile = self.s.get(Profile, profile_id)
+        return profile if profile is not None and profile.cpas_id == cpas else None
+
+    def builtin_profile(self, cpas: str) -> Profile | None:
+        return self.s.scalar(select(Profile).where(Profile.cpas_id == cpas, Profile.builtin.is_(True)))
+
+    def description_taken(self, cpas: str, lang: str, key: str, *, except_id: int | None = None) -> bool:
+        column = Profile.key_fr if lang == "fr" else Profile.key_nl
+        query = select(Profile.id).where(Profile.cpas_id == cpas, column == key)
+        if except_id is not None:
+            query = query.where(Profile.id != except_id)
+        return self.s.scalar(query.limit(1)) is not None
+
+    def add_profile(self, profile: Profile) -> Profile:
+        self.s.add(profile)
+        self.s.flush()
+        return profile
+
+    def delete_profile(self, profile: Profile) -> None:
+        role = profile_role(profile.id)
+        self.s.execute(
+            delete(CasbinRule).where(
+                CasbinRule.ptype == "g",
+                CasbinRule.v2 == profile.cpas_id,
+                or_(CasbinRule.v0 == role, CasbinRule.v1 == role),
+            )
+        )
+        self.s.delete(profile)
+        self.s.flush()
+
+    def _links_from(self, cpas: str, subject: str, prefix: str) -> list[str]:
+        rows = self.s.scalars(
+            select(CasbinRule.v1).where(
+                CasbinRule.ptype == "g",
+                CasbinRule.v2 == cpas,
+                CasbinRule.v0 == subject,
+                CasbinRule.v1.startswith(prefix),
+            )
+        ).all()
+        return [str(r) for r in rows]
+
+    def _replace_links(self, cpas: str, subject: str, prefix: str, targets: Iterable[str]) -> None:
+        self.s.execute(
+            delete(CasbinRule).where(
+                CasbinRule.ptype == "g",
+                CasbinRule.v2 == cpas,
+                CasbinRule.v0 == subject,
+                CasbinRule.v1.startswith(prefix),
+            )
+        )
+        rows = [_g(subject, t, cpas) for t in sorted(set(targets))]
+        if rows:
+            self.s.execute(CasbinRule.__table__.insert(), rows)
+
+    def profile_functions(self, cpas: str, profile_id: int) -> list[str]:
+        return sorted(r[len(FUNCTION) :] for r in self._links_from(cpas, profile_role(profile_id), FUNCTION))
+
+    def set_profile_functions(self, cpas: str, profile_id: int, codes: Iterable[str]) -> None:
+        self._replace_links(cpas, profile_role(profile_id), FUNCTION, (function_role(c) for c in codes))
+
+    def profile_includes(self, cpas: str, profile_id: int) -> list[int]:
+        return sorted(int(r[len(PROFILE) :]) for r in self._links_from(cpas, profile_role(profile_id), PROFILE))
+
+    def set_profile_includes(self, cpas: str, profile_id: int, included: Iterable[int]) -> None:
+        self._replace_links(cpas, profile_role(profile_id), PROFILE, (profile_role(i) for i in included))
+
+    def inclusion_graph(self, cpas: str) -> dict[int, list[int]]:
+        rows = self.s.execute(
+            select(CasbinRule.v0, CasbinRule.v1).where(
+                CasbinRule.ptype == "g",
+                CasbinRule.v2 == cpas,
+                CasbinRule.v0.startswith(PROFILE),
+                CasbinRule.v1.startswith(PROFILE),
+            )
+        ).all()
+        graph: dict[int, list[int]] = {}
+        for child, parent in rows:
+            graph.setdefault(int(child[len(PROFILE) :]), []).append(int(parent[len(PROFILE) :]))
+        return graph
+
+    def profile_users(self, cpas: str, profile_id: int) -> list[User]:
+        subjects = self.s.scalars(
+            select(CasbinRule.v0).where(
+                CasbinRule.ptype == "g", CasbinRule.v2 == cpas, CasbinRule.v1 == profile_role(profile_id),
+                CasbinRule.v0.startswith(USER),
+            )
+        ).all()
+        ids = [str(s)[len(USER) :] for s in subjects]
+        if not ids:
+            return []
+        return list(
+            self.s.scalars(
+                select(User).where(User.cpas_id == cpas, User.user.in_(ids)).order_by(User.name, User.user)
+            ).all()
+        )
+
+    def profiles_including(self, cpas: str, profile_id: int) -> list[int]:
+        rows = self.s.scalars(
+            select(CasbinRule.v0).where(
+                CasbinRule.ptype == "g", CasbinRule.v2 == cpas, CasbinRule.v1 == profile_role(profile_id),
+                CasbinRule.v0.startswith(PROFILE),
+            )
+        ).all()
+        return sorted(int(str(r)[len(PROFILE) :]) for r in rows)
+
+    def profile_counts(self, cpas: str) -> tuple[dict[int, int], dict[int, int]]:
+        """(functions per profile, users per profile) for the CPAS."""
+        rows = self.s.execute(
+            select(CasbinRule.v0, CasbinRule.v1).where(CasbinRule.ptype == "g", CasbinRule.v2 == cpas)
+        ).all()
+        functions: dict[int, int] = {}
+        users: dict[int, int] = {}
+        for child, parent in rows:
+            if child.startswith(PROFILE) and parent.startswith(FUNCTION):
+                pid = int(child[len(PROFILE) :])
+                functions[pid] = functions.get(pid, 0) + 1
+            elif child.startswith(USER) and parent.startswith(PROFILE):
+                pid = int(parent[len(PROFILE) :])
+                users[pid] = users.get(pid, 0) + 1
+        return functions, users
+
+    # -- users ------------------------------------------------------------------------------------
+    def get_user(self, cpas: str, user: str) -> User | None:
+        return self.s.get(User, (cpas, user))
+
+    def add_user(self, user: User) -> User:
+        self.s.add(user)
+        self.s.flush()
+        return user
+
+    def user_profiles(self, cpas: str, user: str) -> list[int]:
+        return sorted(int(r[len(PROFILE) :]) for r in self._links_from(cpas, user_subject(user), PROFILE))
+
+    def set_user_profiles(self, cpas: str, user: str, profile_ids: Iterable[int]) -> None:
+        self._replace_links(cpas, user_subject(user), PROFILE, (profile_role(i) for i in profile_ids))
+
+    def users_page(
+        self, cpas: str, *, active: bool, page: int, per_page: int, search: str | None = None
+    ) -> tuple[list[User], int]:
+        where = [User.cpas_id == cpas, User.active.is_(active)]
+        if search:
+            pattern = f"%{search.lower()}%"
+            where.append(or_(func.lower(User.name).like(pattern), func.lower(User.user).like(pattern)))
+        total = int(self.s.scalar(select(func.count()).select_from(User).where(and_(*where))) or 0)
+        items = self.s.scalars(
+            select(User).where(*where).order_by(User.name, User.user).offset((page - 1) * per_page).limit(per_page)
+        ).all()
+        return list(items), total
+
+    def assignments(self, cpas: str, users: Iterable[str]) -> dict[str, list[int]]:
+        subjects = [user_subject(u) for u in users]
+        result: dict[str, list[int]] = {}
+        if not subjects:
+            return result
+        rows = self.s.execute(
+            select(CasbinRule.v0, CasbinRule.v1).where(
+                CasbinRule.ptype == "g", CasbinRule.v2 == cpas, CasbinRule.v0.in_(subjects)
+            )
+        ).all()
+        for subject, role in rows:
+            if role.startswith(PROFILE):
+                result.setdefault(subject[len(USER) :], []).append(int(role[len(PROFILE) :]))
+        for value in result.values():
+            value.sort()
+        return result
+
+    # -- decisions --------------------------------------------------------------------------------
+    def cpas_policy(self, cpas: str, rules: Rules) -> CpasPolicy | None:
+        """Version first, rows after: a change committed in between is picked up by the next poll."""
+        version = self.s.scalar(select(Cpas.policy_version).where(Cpas.id == cpas))
+        if version is None:
+            return None
+        links = self.s.execute(
+            select(CasbinRule.v0, CasbinRule.v1).where(CasbinRule.ptype == "g", CasbinRule.v2 == cpas)
+        ).all()
+        users = self.s.execute(select(User.user, User.active).where(User.cpas_id == cpas)).all()
+        return CpasPolicy(
+            cpas, int(version), rules, ((str(a), str(b)) for a, b in links), {u: bool(a) for u, a in users}
+        )
+
+    def policy_lines(self, cpas: str) -> list[tuple[str, ...]]:
+        """The CPAS's policy as Casbin lines: the global p lines, then its g lines."""
+        p_rows = self.s.execute(
+            select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v2, CasbinRule.v3)
+            .where(CasbinRule.ptype == "p")
+            .order_by(CasbinRule.v2, CasbinRule.v3, CasbinRule.v0)
+        ).all()
+        g_rows = self.s.execute(
+            select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v2)
+            .where(CasbinRule.ptype == "g", CasbinRule.v2 == cpas)
+            .order_by(CasbinRule.v0, CasbinRule.v1)
+        ).all()
+        return [("p", *map(str, r)) for r in p_rows] + [("g", *map(str, r)) for r in g_rows]
+
+    # -- audit ------------------------------------------------------------------------------------
+    def audit(self, cpas: str | None, actor: str, action: str, target: str, before: Any, after: Any) -> None:
+        self.s.add(AuditEntry(cpas_id=cpas, actor=actor, action=action, target=target, before=before, after=after))
+
+    def audit_page(self, cpas: str, *, page: int, per_page: int) -> tuple[list[AuditEntry], int]:
+        total = int(self.s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.cpas_id == cpas)) or 0)
+        items = self.s.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.cpas_id == cpas)
+            .order_by(AuditEntry.id.desc())
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        ).all()
+        return list(items), total
+
+    # -- credentials ------------------------------------------------------------------------------
+    def add_api_key(self, key: ApiKey) -> ApiKey:
+        self.s.add(key)
+        self.s.flush()
+        return key
+
+    def api_key_by_prefix(self, prefix: str) -> ApiKey | None:
+        return self.s.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+
+    def admin_by_username(self, username: str) -> AdminAccount | None:
+        return self.s.scalar(select(AdminAccount).where(AdminAccount.username == username))
+
+    def add_admin(self, account: AdminAccount) -> AdminAccount:
+        self.s.add(account)
+        self.s.flush()
+        return account
+
+    def ping(self) -> None:
+        self.s.execute(select(1))
+
+
+def _p(sub: str, obj: str, eft: str) -> dict[str, Any]:
+    return {"ptype": "p", "v0": sub, "v1": ANY_CPAS, "v2": obj, "v3": eft, "v4": None, "v5": None}
+
+
+def _g(child: str, parent: str, cpas: str) -> dict[str, Any]:
+    return {"ptype": "g", "v0": child, "v1": parent, "v2": cpas, "v3": None, "v4": None, "v5": None}

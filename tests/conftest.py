@@ -1,0 +1,142 @@
+"""Fixtures: a real database per test (SQLite file, or PostgreSQL when the test asks for it), the app
+built from overrides, API keys, and a small JSON client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from authz_service import create_app
+from authz_service.cli import init_db
+from authz_service.config import load_settings
+from authz_service.db import Database
+from authz_service.security import new_api_key
+from authz_service.store import Store
+
+POSTGRES_URL = os.environ.get("AUTHZ_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+DEMO_CPAS = "0212345679"  # placeholder, overwritten from seed/demo.yaml in fixtures that need it
+
+
+def _postgres_available() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # the server is not there
+        return str(exc).splitlines()[0]
+
+
+def reset_postgres() -> None:
+    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path) -> str:
+    if backend == "postgres":
+        problem = _postgres_available()
+        if problem:
+            if IN_CI:
+                pytest.fail(f"PostgreSQL is required in CI: {problem}")
+            pytest.skip(f"PostgreSQL not available: {problem}")
+        reset_postgres()
+        return POSTGRES_URL
+    return f"sqlite:///{tmp_path / 'authz.sqlite3'}"
+
+
+@pytest.fixture
+def overrides(database_url: str) -> dict[str, Any]:
+    return {"database_url": database_url, "poll_interval": 0, "secret_key": "test-secret"}
+
+
+@pytest.fixture
+def settings(overrides: dict[str, Any]):  # type: ignore[no-untyped-def]
+    settings = load_settings(overrides)
+    init_db(settings)
+    return settings
+
+
+@pytest.fixture
+def app(settings, overrides: dict[str, Any]) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    app = create_app(overrides, start_polling=False)
+    app.config["TESTING"] = True
+    yield app
+    app.extensions["authz"].close()
+
+
+@pytest.fixture
+def service(app):  # type: ignore[no-untyped-def]
+    return app.extensions["authz"]
+
+
+@pytest.fixture
+def make_key(settings) -> Callable[..., str]:  # type: ignore[no-untyped-def]
+    def make(scopes: str = "enforce,users,admin", cpas: list[str] | None = None, name: str = "test") -> str:
+        database = Database(settings.database_url)
+        try:
+            with database.transaction() as session:
+                return new_api_key(Store(session), name, tuple(scopes.split(",")), cpas)
+        finally:
+            database.dispose()
+
+    return make
+
+
+class Api:
+    """A JSON client bound to one API key."""
+
+    def __init__(self, client: Any, key: str | None) -> None:
+        self.client = client
+        self.key = key
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        headers.update(extra or {})
+        return headers
+
+    def call(self, method: str, url: str, body: Any = None, **kwargs: Any) -> Any:
+        headers = self.headers(kwargs.pop("headers", None))
+        if body is not None:
+            kwargs["json"] = body
+        return self.client.open(url, method=method, headers=headers, **kwargs)
+
+    def get(self, url: str, **kw: Any) -> Any:
+        return self.call("GET", url, **kw)
+
+    def post(self, url: str, body: Any = None, **kw: Any) -> Any:
+        return self.call("POST", url, body, **kw)
+
+    def put(self, url: str, body: Any = None, **kw: Any) -> Any:
+        return self.call("PUT", url, body, **kw)
+
+    def delete(self, url: str, **kw: Any) -> Any:
+        return self.call("DELETE", url, **kw)
+
+
+@pytest.fixture
+def operator(app, make_key) -> Api:  # type: ignore[no-untyped-def]
+    return Api(app.test_client(), make_key())
+
+
+@pytest.fixture
+def api_for(app, make_key) -> Callable[..., Api]:  # type: ignore[no-untyped-def]
+    def build(scopes: str = "enforce,users,admin", cpas: list[str] | None = None) -> Api:
+        return Api(app.test_client(), make_key(scopes, cpas))
+
+    return build
