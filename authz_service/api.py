@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from typing import Any
 
 from flask import Response, current_app, g, jsonify, request
@@ -14,6 +12,7 @@ from pydantic import ValidationError
 from . import metrics
 from .admin import Admin, cpas_snapshot, profile_description
 from .errors import InvalidRequest, PayloadTooLarge, ServiceError, UnknownCpas, UnknownFunction, envelope
+from .models import iso
 from .schemas import (
     AuditQuery,
     BatchRequest,
@@ -32,14 +31,14 @@ from .schemas import (
     UserPath,
     UserProfiles,
     UserResponse,
-    UsersQuery,
     UserSeen,
+    UsersQuery,
 )
-from .security import Principal, authenticate_key
+from .security import Principal
 from .service import Service
-from .store import Store
+from .store import Store, policy_csv
 
-SECURITY = [{"api_key": []}]
+SECURITY: list[dict[str, list[str]]] = [{"api_key": []}]
 ERRORS: dict[Any, Any] = {
     400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 503: ErrorResponse
 }
@@ -53,11 +52,11 @@ admin_api = APIBlueprint("admin", __name__, abp_tags=[Tag(name="administration")
 
 
 def service() -> Service:
-    return current_app.extensions["authz"]  # type: ignore[no-any-return]
+    return current_app.extensions["authz"]
 
 
 def principal() -> Principal:
-    return g.principal  # type: ignore[no-any-return]
+    return g.principal
 
 
 def _authenticate(scope: str) -> None:
@@ -385,7 +384,7 @@ def audit(path: CpasPath, query: AuditQuery) -> Response:
         rows, total = store.audit_page(path.cpas, page=query.page, per_page=query.per_page)
         return {
             "items": [
-                {"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "target": r.target,
+                {"at": iso(r.at), "actor": r.actor, "action": r.action, "target": r.target,
                  "before": r.before, "after": r.after}
                 for r in rows
             ],
@@ -398,7 +397,7 @@ def audit(path: CpasPath, query: AuditQuery) -> Response:
 
 
 @admin_api.get("/cpas/<cpas>/policy.csv", responses={200: None})
-def policy_csv(path: CpasPath) -> Response:
+def export_policy(path: CpasPath) -> Response:
     """The CPAS's policy as Casbin CSV, loadable with model.conf by any Casbin implementation."""
     principal().require_cpas(path.cpas)
 
@@ -406,12 +405,7 @@ def policy_csv(path: CpasPath) -> Response:
         Admin(store, service().catalog, principal().name).require_cpas(path.cpas)
         return store.policy_lines(path.cpas)
 
-    lines = service().read(run)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    for line in lines:
-        writer.writerow(line)
-    response = Response(out.getvalue(), mimetype="text/csv")
+    response = Response(policy_csv(service().read(run)), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="policy-{path.cpas}.csv"'
     return response
 
@@ -431,7 +425,14 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 def validation_error_response(exc: ValidationError) -> Response:
     """flask-openapi3 calls this for a request that fails its model: our envelope, status 400."""
-    response = jsonify(envelope("invalid_request", _first_error(exc), _errors(exc)))
+    message = _first_error(exc)
+    if request.method in ("POST", "PUT", "PATCH") and request.get_json(silent=True) is None:
+        message = (
+            "the request body must be JSON with Content-Type: application/json"
+            if not request.is_json
+            else "the request body is not valid JSON"
+        )
+    response = jsonify(envelope("invalid_request", message, _errors(exc)))
     response.status_code = 400
     return response
 

@@ -195,7 +195,7 @@ class Catalog:
             parent = g.parent
             while parent is not None:
                 if parent in seen:
-                    cycle = " -> ".join([*seen[seen.index(parent):], parent])
+                    cycle = " -> ".join([*seen[seen.index(parent) :], parent])
                     _fail(f"{src}: group {g.code!r}: parent cycle {cycle}")
                 seen.append(parent)
                 parent = by_group[parent].parent
@@ -426,22 +426,26 @@ class Catalog:
             nodes: list[dict[str, Any]] = []
             for item in self._children[parent]:
                 if isinstance(item, Group):
-                    nodes.append({
-                        "type": "group",
-                        "code": item.code,
-                        "label": item.label.get(lang),
-                        "implied": item.implied,
-                        "children": build(item.code),
-                    })
+                    nodes.append(
+                        {
+                            "type": "group",
+                            "code": item.code,
+                            "label": item.label.get(lang),
+                            "implied": item.implied,
+                            "children": build(item.code),
+                        }
+                    )
                 else:
-                    nodes.append({
-                        "type": "function",
-                        "code": item.code,
-                        "label": item.label.get(lang),
-                        "selectable": item.selectable,
-                        "covers": list(item.covers),
-                        "requires": [{"code": p.code, "reason": p.reason} for p in item.requires],
-                    })
+                    nodes.append(
+                        {
+                            "type": "function",
+                            "code": item.code,
+                            "label": item.label.get(lang),
+                            "selectable": item.selectable,
+                            "covers": list(item.covers),
+                            "requires": [{"code": p.code, "reason": p.reason} for p in item.requires],
+                        }
+                    )
             return nodes
 
         return build(None)
@@ -483,9 +487,7 @@ def load_catalog(directory: str | os.PathLike[str]) -> Catalog:
     if not isinstance(version, str) or not version.strip():
         _fail(f"{csrc}: 'version' must be a non-empty quoted string (e.g. \"2026.1\")")
     groups = [_parse_group(item, csrc, i) for i, item in enumerate(_list(top["groups"], f"{csrc}: groups"))]
-    functions = [
-        _parse_function(item, csrc, i) for i, item in enumerate(_list(top["functions"], f"{csrc}: functions"))
-    ]
+    functions = [_parse_function(item, csrc, i) for i, item in enumerate(_list(top["functions"], f"{csrc}: functions"))]
 
     ttop = _mapping(templates_doc, tsrc)
     _keys(ttop, tsrc, required=("templates",), optional=())
@@ -709,7 +711,7 @@ def _prerequisite_closure(functions: Mapping[str, Function], src: str) -> dict[s
         if done is not None:
             return done
         if code in visiting:
-            cycle = " -> ".join([*visiting[visiting.index(code):], code])
+            cycle = " -> ".join([*visiting[visiting.index(code) :], code])
             _fail(f"{src}: function {code!r}: prerequisite cycle {cycle}")
         visiting.append(code)
         acc: set[str] = set()
@@ -724,4 +726,3 @@ def _prerequisite_closure(functions: Mapping[str, Function], src: str) -> dict[s
     for code in functions:
         visit(code)
     return closure
-

@@ -65,7 +65,7 @@ class Database:
         self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None  # let the "begin" listener issue BEGIN
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -74,7 +74,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_begin(conn) -> None:
     # A write transaction takes the write lock up front (BEGIN IMMEDIATE) so that two writers never
     # deadlock upgrading a read lock; reads stay deferred and run beside writers (WAL).
     immediate = conn.get_execution_options().get("sqlite_write", False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from .catalog import Catalog
@@ -55,7 +55,7 @@ class Store:
                 rows.extend(_p(function_role(c), c, "allow") for c in fn.covers)
             rows.extend(_p(function_role(pre), code, "deny") for pre in sorted(catalog.prerequisites(code)))
         if rows:
-            self.s.execute(CasbinRule.__table__.insert(), rows)
+            self.s.execute(insert(CasbinRule), rows)
         state = self.catalog_state()
         if state is None:
             self.s.add(CatalogState(id=1, version=catalog.version, digest=catalog.digest))
@@ -146,7 +146,7 @@ class Store:
         )
         rows = [_g(subject, t, cpas) for t in sorted(set(targets))]
         if rows:
-            self.s.execute(CasbinRule.__table__.insert(), rows)
+            self.s.execute(insert(CasbinRule), rows)
 
     def profile_functions(self, cpas: str, profile_id: int) -> list[str]:
         return sorted(r[len(FUNCTION) :] for r in self._links_from(cpas, profile_role(profile_id), FUNCTION))
@@ -171,7 +171,7 @@ class Store:
         ).all()
         graph: dict[int, list[int]] = {}
         for child, parent in rows:
-            graph.setdefault(int(child[len(PROFILE) :]), []).append(int(parent[len(PROFILE) :]))
+            graph.setdefault(int(str(child)[len(PROFILE) :]), []).append(int(str(parent)[len(PROFILE) :]))
         return graph
 
     def profile_users(self, cpas: str, profile_id: int) -> list[User]:
@@ -206,7 +206,7 @@ class Store:
         ).all()
         functions: dict[int, int] = {}
         users: dict[int, int] = {}
-        for child, parent in rows:
+        for child, parent in ((str(a), str(b)) for a, b in rows):
             if child.startswith(PROFILE) and parent.startswith(FUNCTION):
                 pid = int(child[len(PROFILE) :])
                 functions[pid] = functions.get(pid, 0) + 1
@@ -253,7 +253,7 @@ class Store:
                 CasbinRule.ptype == "g", CasbinRule.v2 == cpas, CasbinRule.v0.in_(subjects)
             )
         ).all()
-        for subject, role in rows:
+        for subject, role in ((str(a), str(b)) for a, b in rows):
             if role.startswith(PROFILE):
                 result.setdefault(subject[len(USER) :], []).append(int(role[len(PROFILE) :]))
         for value in result.values():
@@ -322,6 +322,11 @@ class Store:
 
     def ping(self) -> None:
         self.s.execute(select(1))
+
+
+def policy_csv(lines: Iterable[tuple[str, ...]]) -> str:
+    """Casbin's own CSV convention, ``p, a, b``: no value of ours holds a comma or a quote."""
+    return "".join(", ".join(line) + "\n" for line in lines)
 
 
 def _p(sub: str, obj: str, eft: str) -> dict[str, Any]:

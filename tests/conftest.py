@@ -20,7 +20,7 @@ from authz_service.store import Store
 
 POSTGRES_URL = os.environ.get("AUTHZ_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
-DEMO_CPAS = "0212345679"  # placeholder, overwritten from seed/demo.yaml in fixtures that need it
+
 
 
 def _postgres_available() -> str | None:
@@ -140,3 +140,32 @@ def api_for(app, make_key) -> Callable[..., Api]:  # type: ignore[no-untyped-def
         return Api(app.test_client(), make_key(scopes, cpas))
 
     return build
+
+
+@pytest.fixture
+def demo(settings, service) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The demo CPAS of seed/demo.yaml loaded through `seed_demo`, engine in step.
+    Returns {"cpas": KBO, "data": the parsed YAML, "profiles": {key: id}, "users": {user: entry}}."""
+    import yaml
+
+    from authz_service.cli import seed_demo
+
+    created = seed_demo(settings)
+    service.sync()
+    data = yaml.safe_load((settings.seed_dir / "demo.yaml").read_text(encoding="utf-8"))
+    cpas = str(created["cpas_id"])
+
+    def ids(store: Store) -> dict[str, int]:
+        by_label = {(p.description_fr or p.description_nl): p.id for p in store.profiles(cpas)}
+        builtin = store.builtin_profile(cpas)
+        keys = {"builtin": builtin.id} if builtin else {}
+        for item in data.get("profiles", []):
+            keys[item["key"]] = by_label[item.get("description_fr") or item.get("description_nl")]
+        return keys
+
+    return {
+        "cpas": cpas,
+        "data": data,
+        "profiles": service.read(ids),
+        "users": {str(u["user"]): u for u in data.get("users", [])},
+    }

@@ -4,8 +4,6 @@ inclusions, assignments and deactivations are built through the real use cases; 
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 from pathlib import Path
 from typing import Any
@@ -14,11 +12,12 @@ import casbin
 import pytest
 import yaml
 
-from authz_service.catalog import REGIONS, load_catalog
+from authz_service.catalog import REGIONS
 from authz_service.cli import init_db
 from authz_service.config import load_settings
 from authz_service.errors import InvalidRequest
 from authz_service.service import Service
+from authz_service.store import policy_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,10 +105,8 @@ def stock_enforcer(service: Service, cpas_ids: list[str], folder: Path) -> casbi
     for cpas in cpas_ids:
         for line in service.read(lambda store, c=cpas: store.policy_lines(c)):
             lines[line] = None
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(lines)
     path = folder / "policy.csv"
-    path.write_text(out.getvalue().replace(",", ", "))
+    path.write_text(policy_csv(lines))
     return casbin.Enforcer(str(ROOT / "model.conf"), str(path))
 
 

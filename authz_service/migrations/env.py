@@ -11,7 +11,7 @@ url = config.get_main_option("sqlalchemy.url") or load_settings().database_url
 connection = config.attributes.get("connection")
 
 
-def _run(conn) -> None:  # type: ignore[no-untyped-def]
+def _run(conn) -> None:
     context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
