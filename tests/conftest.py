@@ -4,6 +4,7 @@ built from overrides, API keys, and a small JSON client."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,16 @@ def _postgres_available() -> str | None:
         return str(exc).splitlines()[0]
 
 
-def reset_postgres() -> None:
+def postgres_schema(name: str, *, drop: bool = False) -> str:
+    """A schema of our own per test (parallel runs share the server); returns the URL that uses it."""
     engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        if not drop:
+            conn.execute(text(f'CREATE SCHEMA "{name}"'))
     engine.dispose()
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{name}"
 
 
 @pytest.fixture(params=["sqlite"])
@@ -48,16 +53,18 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_url(backend: str, tmp_path: Path) -> str:
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "postgres":
         problem = _postgres_available()
         if problem:
             if IN_CI:
                 pytest.fail(f"PostgreSQL is required in CI: {problem}")
             pytest.skip(f"PostgreSQL not available: {problem}")
-        reset_postgres()
-        return POSTGRES_URL
-    return f"sqlite:///{tmp_path / 'authz.sqlite3'}"
+        name = f"t_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        yield postgres_schema(name)
+        postgres_schema(name, drop=True)
+        return
+    yield f"sqlite:///{tmp_path / 'authz.sqlite3'}"
 
 
 @pytest.fixture
