@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-DEMO_CPAS ?= $(shell sed -n 's/^ *cpas: *"\{0,1\}\([0-9.]*\)"\{0,1\}.*/\1/p' seed/demo.yaml | head -n1)
+DEMO_CPAS ?= $(shell sed -n 's/.*cpas: *"\([0-9.]*\)".*/\1/p' seed/demo.yaml | head -n1)
 export AUTHZ_DATABASE_URL ?= sqlite:///$(CURDIR)/var/authz.sqlite3
 
 .PHONY: venv run test lint typecheck check clean

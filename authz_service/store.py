@@ -52,7 +52,7 @@ class Store:
         for code, fn in catalog.functions.items():
             if fn.selectable:
                 rows.append(_p(function_role(code), code, "allow"))
-                rows.extend(_p(function_role(c), c, "allow") for c in fn.covers)
+                rows.extend(_p(function_role(code), c, "allow") for c in fn.covers)
             rows.extend(_p(function_role(pre), code, "deny") for pre in sorted(catalog.prerequisites(code)))
         if rows:
             self.s.execute(insert(CasbinRule), rows)

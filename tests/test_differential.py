@@ -1,6 +1,8 @@
 """Randomized differential test: the service's decisions equal stock pycasbin's ``Enforcer`` on
-``model.conf`` over the exported policy. Random catalogs (covering, prerequisite chains), profiles,
-inclusions, assignments and deactivations are built through the real use cases; fixed seeds."""
+``model.conf`` over the exported policy, and both equal a plain reference computed from what was
+asked (profiles, inclusions, assignments) and the product's rules (covering, prerequisites).
+Random catalogs, profiles, inclusions, assignments and deactivations go through the real use cases;
+fixed seeds."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import casbin
 import pytest
 import yaml
 
-from authz_service.catalog import REGIONS
+from authz_service.catalog import REGIONS, Catalog
 from authz_service.cli import init_db
 from authz_service.config import load_settings
 from authz_service.errors import InvalidRequest
@@ -57,12 +59,44 @@ def random_catalog(rng: random.Random, folder: Path, n_selectable: int = 30) -> 
         {"code": "t", "order": 1, "names": names, "functions": []}]}))
 
 
-def build_world(rng: random.Random, service: Service, cpas_ids: list[str]) -> dict[str, list[str]]:
+class World:
+    """What the test asked for, kept on the side: the reference decision is computed from this alone,
+    from the product's rules, without Casbin rows."""
+
+    def __init__(self) -> None:
+        self.functions: dict[str, dict[int, set[str]]] = {}  # cpas -> profile -> selectable codes
+        self.includes: dict[str, dict[int, list[int]]] = {}
+        self.assigned: dict[str, dict[str, list[int]]] = {}  # cpas -> user -> profiles
+        self.active: dict[str, dict[str, bool]] = {}
+
+    def reference(self, catalog: Catalog, cpas: str, user: str, code: str) -> bool:
+        if not self.active.get(cpas, {}).get(user, False):
+            return False
+        seen: set[int] = set()
+        todo = list(self.assigned[cpas].get(user, []))
+        while todo:
+            pid = todo.pop()
+            if pid not in seen:
+                seen.add(pid)
+                todo.extend(self.includes[cpas].get(pid, []))
+        granted = set().union(*(self.functions[cpas][p] for p in seen)) if seen else set()
+        held = granted | {c for g in granted for c in catalog.functions[g].covers}
+        return code in held and catalog.prerequisites(code) <= granted
+
+
+def build_world(rng: random.Random, service: Service, cpas_ids: list[str]) -> tuple[World, dict[str, list[str]]]:
     catalog = service.catalog
+    world = World()
     users: dict[str, list[str]] = {}
     for cpas in cpas_ids:
         with service.admin("test", cpas) as admin:
             admin.create_cpas(cpas, f"CPAS {cpas}", f"OCMW {cpas}", rng.choice(REGIONS))
+            builtin = admin.store.builtin_profile(cpas)
+            assert builtin is not None
+        world.functions[cpas] = {builtin.id: set(catalog.selectable)}
+        world.includes[cpas] = {}
+        world.assigned[cpas] = {}
+        world.active[cpas] = {}
         profiles: list[int] = []
         for i in range(rng.randint(3, 8)):
             includes = rng.sample(profiles, k=min(len(profiles), rng.choice([0, 0, 1, 2])))
@@ -72,32 +106,40 @@ def build_world(rng: random.Random, service: Service, cpas_ids: list[str]) -> di
                     profile = admin.create_profile(cpas, description_fr=f"P{i}", description_nl=None,
                                                    functions=functions, includes=includes)
             except InvalidRequest:  # inclusions nested too deep: the same profile without them
+                includes = []
                 with service.admin("test", cpas) as admin:
                     profile = admin.create_profile(cpas, description_fr=f"P{i}", description_nl=None,
                                                    functions=functions)
             profiles.append(profile.id)
-        with service.admin("test", cpas) as admin:
-            builtin = admin.store.builtin_profile(cpas)
-            assert builtin is not None
-            profiles.append(builtin.id)
+            world.functions[cpas][profile.id] = set(functions)
+            world.includes[cpas][profile.id] = includes
+        profiles.append(builtin.id)
         users[cpas] = []
         for u in range(rng.randint(12, 20)):
             user = f"{cpas[-3:]}{u:08d}"
+            chosen = rng.sample(profiles, k=rng.choice([0, 1, 1, 2, 3]))
             with service.admin("test", cpas) as admin:
                 admin.user_seen(cpas, user, name=f"User {u}", lang="fr")
-                admin.set_user_profiles(cpas, user, rng.sample(profiles, k=rng.choice([0, 1, 1, 2, 3])))
-                if rng.random() < 0.1:
+                admin.set_user_profiles(cpas, user, chosen)
+            world.assigned[cpas][user], world.active[cpas][user] = chosen, True
+            if rng.random() < 0.1:
+                with service.admin("test", cpas) as admin:
                     admin.deactivate_user(cpas, user)
-                    if rng.random() < 0.5:
+                world.assigned[cpas][user], world.active[cpas][user] = [], False
+                if rng.random() < 0.5:
+                    with service.admin("test", cpas) as admin:
                         admin.reactivate_user(cpas, user)
+                    world.active[cpas][user] = True
             users[cpas].append(user)
-        # some edits after the fact, so that rebuilt CPAS are compared too
+        # an edit after the fact, so that rebuilt CPAS are compared too
+        functions = rng.sample(catalog.selectable, k=5)
         with service.admin("test", cpas) as admin:
             victim = admin.store.get_profile(cpas, profiles[0])
             assert victim is not None
             admin.update_profile(cpas, victim.id, version=victim.version, description_fr=victim.description_fr,
-                                 description_nl=None, functions=rng.sample(catalog.selectable, k=5), includes=None)
-    return users
+                                 description_nl=None, functions=functions, includes=None)
+        world.functions[cpas][profiles[0]] = set(functions)
+    return world, users
 
 
 def stock_enforcer(service: Service, cpas_ids: list[str], folder: Path) -> casbin.Enforcer:
@@ -121,7 +163,7 @@ def test_service_decides_like_stock_pycasbin(tmp_path: Path, seed: int) -> None:
     try:
         service.sync()
         cpas_ids = [kbo(100 + seed * 10 + i) for i in range(3)]
-        users = build_world(rng, service, cpas_ids)
+        world, users = build_world(rng, service, cpas_ids)
         enforcer = stock_enforcer(service, cpas_ids, tmp_path)
         codes = list(service.catalog.functions)
         checked = allowed = 0
@@ -130,6 +172,7 @@ def test_service_decides_like_stock_pycasbin(tmp_path: Path, seed: int) -> None:
             for user in [*users[cpas], "99999999999", *users[cpas_ids[0]][:2]]:
                 for code in codes:
                     expected = enforcer.enforce(f"user:{user}", cpas, code)
+                    assert world.reference(service.catalog, cpas, user, code) is expected, (seed, cpas, user, code)
                     got = policy.decide(user, code, explain=checked % 7 == 0)
                     assert got.allowed is expected, (seed, cpas, user, code)
                     assert (code in policy.functions_of(user)) is expected
@@ -154,7 +197,7 @@ def test_adapter_reads_our_table(tmp_path: Path) -> None:
     try:
         service.sync()
         cpas_ids = [kbo(555)]
-        users = build_world(rng, service, cpas_ids)
+        _, users = build_world(rng, service, cpas_ids)
         enforcer = casbin.Enforcer(str(ROOT / "model.conf"), Adapter(url))
         policy = service.policy(cpas_ids[0])
         for user in users[cpas_ids[0]]:
