@@ -14,7 +14,6 @@ from typing import Any
 from flask import Response, g, jsonify, render_template_string, request
 from flask_openapi3 import Info, OpenAPI
 
-from . import metrics
 from .config import load_settings
 from .errors import register_error_handlers
 from .service import Service
@@ -23,14 +22,17 @@ __all__ = ["create_app"]
 
 DOCS_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>authz-service API</title>
-<link rel="stylesheet" href="{{ url_for('swagger.static', filename='swagger-ui.css') }}"></head>
+<link rel="stylesheet" href="{{ url_for('swagger.static', filename='css/swagger-ui.css') }}"></head>
 <body><div id="swagger-ui"></div>
-<script src="{{ url_for('swagger.static', filename='swagger-ui-bundle.js') }}"></script>
+<script src="{{ url_for('swagger.static', filename='js/swagger-ui-bundle.js') }}"></script>
 <script>SwaggerUIBundle({url: "{{ url_for('openapi_json') }}", dom_id: "#swagger-ui"});</script>
 </body></html>"""
 
 
 def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool = True) -> OpenAPI:
+    # imported here, not at module level: prometheus-client picks its multiprocess mode when the
+    # first metric is made, which must happen after `serve` set PROMETHEUS_MULTIPROC_DIR
+    from . import metrics
     from .api import admin_api, decisions, users_api, validation_error_response
 
     settings = load_settings(overrides)

@@ -9,7 +9,6 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -22,8 +21,6 @@ REQUESTS = Histogram(
     ["method", "endpoint", "status"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
-POLICY_VERSION = Gauge("authz_policy_cpas_loaded", "CPAS loaded in the decision engine", multiprocess_mode="max")
-SYNC_FAILURES = Counter("authz_policy_sync_failures_total", "Failed policy syncs with the store")
 
 
 def render() -> tuple[bytes, str]:
