@@ -37,6 +37,33 @@ def function_role(code: str) -> str:
     return FUNCTION + code
 
 
+# The model this engine implements, as pycasbin reads model.conf (whitespace aside). The service refuses
+# to start on another model: a changed model.conf must come with a changed engine.
+EXPECTED_MODEL = {
+    ("r", "r"): "sub, dom, obj",
+    ("p", "p"): "sub, dom, obj, eft",
+    ("g", "g"): "_, _, _",
+    ("e", "e"): "some(where (p_eft == allow)) && !some(where (p_eft == deny))",
+    ("m", "m"): 'r_obj == p_obj && (p_dom == "*" || p_dom == r_dom) && ((p_eft == "allow" && '
+    'g(r_sub, p_sub, r_dom)) || (p_eft == "deny" && !g(r_sub, p_sub, r_dom)))',
+}
+
+
+def check_model(path: str) -> None:
+    """Raise ValueError unless ``path`` is the model this engine decides exactly like."""
+    from casbin.model import Model
+
+    model = Model()
+    model.load_model(path)
+    found = {(sec, key): assertion.value for sec in ("r", "p", "g", "e", "m")
+             for key, assertion in model.model.get(sec, {}).items()}
+    squash = {k: "".join(v.split()) for k, v in found.items()}
+    if squash != {k: "".join(v.split()) for k, v in EXPECTED_MODEL.items()}:
+        raise ValueError(
+            f"{path} is not the model the decision engine implements; change engine.py together with it"
+        )
+
+
 class EngineUnavailable(Exception):
     """The policy is not loaded or too old to trust: no decision can be made."""
 

@@ -18,7 +18,7 @@ from .admin import Admin
 from .catalog import Catalog, load_catalog
 from .config import Settings
 from .db import Database
-from .engine import CpasPolicy, Engine, EngineUnavailable, Snapshot
+from .engine import CpasPolicy, Engine, EngineUnavailable, Snapshot, check_model
 from .errors import Unavailable, UnknownCpas
 from .security import Principal, authenticate_key
 from .store import Store
@@ -30,6 +30,7 @@ T = TypeVar("T")
 class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        check_model(str(settings.model_path))
         self.catalog: Catalog = load_catalog(settings.policies_dir)
         self.db = Database(settings.database_url)
         self.engine = Engine(max_staleness=settings.max_staleness)

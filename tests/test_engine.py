@@ -102,3 +102,13 @@ def test_rules_refuse_unknown_effect_and_domain() -> None:
         Rules.from_rows([("function:a", "*", "a", "maybe")])
     with pytest.raises(ValueError):
         Rules.from_rows([("function:a", A, "a", "allow")])
+
+
+def test_service_refuses_another_model(tmp_path: Path) -> None:
+    from authz_service.engine import check_model
+
+    check_model(str(ROOT / "model.conf"))
+    changed = (ROOT / "model.conf").read_text().replace("p.eft == deny", "p.eft == allow")
+    (tmp_path / "model.conf").write_text(changed)
+    with pytest.raises(ValueError, match="not the model"):
+        check_model(str(tmp_path / "model.conf"))
