@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from flask import Response, current_app, g, jsonify, request
@@ -151,22 +152,23 @@ def user_functions(path: UserPath, query: LangQuery) -> Response:
     principal().require_cpas(path.cpas)
     policy = svc.policy(path.cpas)
     view = policy.view(path.user)
+    body = {
+        "cpas": path.cpas,
+        "user": path.user,
+        "active": view.active,
+        "policy_version": policy.version,
+        "profiles": [{"id": pid, "description": policy.description(pid, query.lang)} for pid in view.profiles],
+        "functions": sorted(view.functions),
+    }
+    # The ETag covers what the user may do, not the CPAS's version: another user's change keeps it.
     etag = hashlib.sha256(
-        f"{path.cpas}|{path.user}|{policy.version}|{query.lang}|{svc.catalog.digest}".encode()
+        json.dumps({k: v for k, v in body.items() if k != "policy_version"}, sort_keys=True).encode()
     ).hexdigest()[:32]
     if request.if_none_match.contains(etag):
         response = Response(status=304)
         response.set_etag(etag)
         return response
-    descriptions = svc.read(lambda store: {p.id: profile_description(p, query.lang) for p in store.profiles(path.cpas)})
-    response = _json({
-        "cpas": path.cpas,
-        "user": path.user,
-        "active": view.active,
-        "policy_version": policy.version,
-        "profiles": [{"id": pid, "description": descriptions.get(pid, "")} for pid in view.profiles],
-        "functions": sorted(view.functions),
-    })
+    response = _json(body)
     response.set_etag(etag)
     response.headers["Cache-Control"] = "private, no-cache"
     return response

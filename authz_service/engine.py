@@ -127,8 +127,12 @@ class CpasPolicy:
         rules: Rules,
         links: Iterable[tuple[str, str]],
         users: Mapping[str, bool],
+        descriptions: Mapping[int, tuple[str | None, str | None]] | None = None,
     ) -> None:
         self.cpas = cpas
+        # profile id -> (description_fr, description_nl): plain data, so that answering "what may this
+        # user use" needs no database round trip
+        self.descriptions = MappingProxyType(dict(descriptions or {}))
         self.version = version
         self.rules = rules
         graph: dict[str, list[str]] = {}
@@ -189,6 +193,11 @@ class CpasPolicy:
         return tuple(
             sorted(int(r[len(PROFILE) :]) for r in self._graph.get(user_subject(user), ()) if r.startswith(PROFILE))
         )
+
+    def description(self, profile_id: int, lang: str) -> str:
+        """In the reader's language, falling back to the other one."""
+        fr, nl = self.descriptions.get(profile_id, (None, None))
+        return (nl or fr or "") if lang == "nl" else (fr or nl or "")
 
     def view(self, user: str) -> UserView:
         return UserView(

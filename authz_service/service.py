@@ -5,6 +5,7 @@ decision (no I/O). A poller thread keeps the engine in step with changes made by
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -40,11 +41,12 @@ class Service:
         self._keys = KeyCache()
 
     def authenticate(self, header: str | None) -> Principal:
-        cached = self._keys.get(header or "")
+        token = hashlib.sha256((header or "").encode()).hexdigest()  # never keep a key's text around
+        cached = self._keys.get(token)
         if isinstance(cached, Principal):
             return cached
         found = self.read(lambda store: authenticate_key(store, header))
-        self._keys.put(header or "", found)
+        self._keys.put(token, found)
         return found
 
     # -- writes --------------------------------------------------------------------------------------

@@ -270,8 +270,16 @@ class Store:
             select(CasbinRule.v0, CasbinRule.v1).where(CasbinRule.ptype == "g", CasbinRule.v2 == cpas)
         ).all()
         users = self.s.execute(select(User.user, User.active).where(User.cpas_id == cpas)).all()
+        descriptions = self.s.execute(
+            select(Profile.id, Profile.description_fr, Profile.description_nl).where(Profile.cpas_id == cpas)
+        ).all()
         return CpasPolicy(
-            cpas, int(version), rules, ((str(a), str(b)) for a, b in links), {u: bool(a) for u, a in users}
+            cpas,
+            int(version),
+            rules,
+            ((str(a), str(b)) for a, b in links),
+            {u: bool(a) for u, a in users},
+            {pid: (fr, nl) for pid, fr, nl in descriptions},
         )
 
     def policy_lines(self, cpas: str) -> list[tuple[str, ...]]:
