@@ -53,9 +53,16 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
     service = Service(settings)
     app.extensions["authz"] = service
     register_error_handlers(app)
-    app.register_api(decisions)
-    app.register_api(users_api)
-    app.register_api(admin_api)
+    for blueprint in (decisions, users_api, admin_api):
+        # flask-openapi3 replaces a path's entry wholesale; two blueprints share
+        # /cpas/{cpas}/users/{user} (PUT: users scope, GET: admin scope), so merge their operations
+        for path, item in list(blueprint.paths.items()):
+            known = app.paths.get(path)
+            if known is not None:
+                blueprint.paths[path] = known.model_copy(
+                    update={k: getattr(item, k) for k in item.model_fields_set if getattr(item, k) is not None}
+                )
+        app.register_api(blueprint)
 
     @app.get("/healthz", doc_ui=False)
     def healthz() -> Response:

@@ -202,6 +202,33 @@ def create_admin_cmd(username: str, cpas_list: tuple[str, ...], operator: bool, 
     click.echo(f"admin '{username}' created")
 
 
+@main.command("generate")
+@click.option("--scale", type=click.Choice(["national"]), default=None, help="580 CPAS, 20,000 users")
+@click.option("--cpas", "cpas_count", type=int, default=None, help="this many CPAS instead (users in proportion)")
+@click.option("--users", type=int, default=None, help="total users (default: 20,000 x CPAS / 580)")
+@click.option("--seed", type=int, default=1, show_default=True)
+def generate_cmd(scale: str | None, cpas_count: int | None, users: int | None, seed: int) -> None:
+    """Fill the database with a realistic, deterministic dataset (idempotent per seed)."""
+    from .catalog import load_catalog
+    from .generate import generate, plan
+
+    if scale is None and cpas_count is None:
+        _fail("give --scale national or --cpas K")
+    try:
+        p = plan(scale, cpas_count, seed, users)
+    except ValueError as err:
+        _fail(str(err))
+    settings = load_settings()
+    database = Database(settings.database_url)
+    try:
+        totals = generate(database, load_catalog(settings.policies_dir), p,
+                          progress=lambda i, n: click.echo(f"  {i}/{n} CPAS", err=True) if i % 50 == 0 else None)
+    finally:
+        database.dispose()
+    click.echo(f"generated {totals['cpas']} CPAS, {totals['profiles']} profiles, {totals['users']} users, "
+               f"about {totals['rules']} rule rows")
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, type=int, show_default=True)
