@@ -7,7 +7,7 @@ anywhere else.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     max_staleness: float = Field(
         default=15.0, gt=0, description="refuse decisions (503) when the store has not answered for this long"
     )
+    notify: Literal["auto", "off", "postgres", "redis"] = Field(
+        default="auto", description="how other instances hear of a change: Redis if AUTHZ_REDIS_URL, else NOTIFY"
+    )
+    redis_url: str | None = Field(default=None, description="redis://host:6379/0 for change notifications")
     batch_limit: int = Field(default=1000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_inclusion_depth: int = Field(default=5, ge=1, le=8)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from sys import intern
 from types import MappingProxyType
 
 USER = "user:"
@@ -137,7 +138,8 @@ class CpasPolicy:
         self.rules = rules
         graph: dict[str, list[str]] = {}
         for child, parent in links:
-            graph.setdefault(child, []).append(parent)
+            # interned: a million rule rows name a few hundred functions and profiles many times over
+            graph.setdefault(intern(child), []).append(intern(parent))
         self._graph = {k: tuple(v) for k, v in graph.items()}
         self._users = dict(users)  # user id -> active
         self._by_profiles: dict[tuple[str, ...], frozenset[str]] = {}

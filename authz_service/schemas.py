@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -18,7 +19,7 @@ KBO_RE = re.compile(r"^([01]\d{3})\.?(\d{3})\.?(\d{3})$")
 
 def parse_kbo(value: str) -> str:
     """``0212345678`` or ``0212.345.678`` -> ``0212345678``; checks the mod-97 control digits."""
-    match = KBO_RE.match(value.strip()) if isinstance(value, str) else None
+    match = KBO_RE.fullmatch(value) if isinstance(value, str) else None
     if not match:
         raise ValueError("a CPAS is a 10-digit KBO/BCE number starting with 0 or 1 (e.g. 0212.345.678)")
     digits = "".join(match.groups())
@@ -28,21 +29,27 @@ def parse_kbo(value: str) -> str:
 
 
 def _user(value: str) -> str:
-    if not USER_RE.match(value):
+    if not USER_RE.fullmatch(value):
         raise ValueError("a user id is 1-128 characters of A-Z a-z 0-9 . _ : @ -")
     return value
 
 
 def _function(value: str) -> str:
-    if len(value) > 200 or not FUNCTION_RE.match(value):
+    if len(value) > 200 or not FUNCTION_RE.fullmatch(value):
         raise ValueError("a function code looks like 'dossier.search'")
+    return value
+
+
+def _no_control(value: str) -> str:
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError("control characters are not allowed")
     return value
 
 
 def _text(value: str | None) -> str | None:
     if value is None:
         return None
-    value = " ".join(value.split())
+    value = " ".join(_no_control(value).split())
     return value or None
 
 
@@ -50,6 +57,8 @@ Kbo = Annotated[str, AfterValidator(parse_kbo)]
 UserId = Annotated[str, AfterValidator(_user)]
 FunctionCode = Annotated[str, AfterValidator(_function)]
 Description = Annotated[str | None, Field(default=None, max_length=200), AfterValidator(_text)]
+Name = Annotated[str, Field(max_length=200), AfterValidator(_no_control)]
+Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 Lang = Literal["fr", "nl", "de"]
 Region = Literal[REGIONS]  # type: ignore[valid-type]
 
@@ -69,7 +78,7 @@ class CpasPath(Params):
 
 class ProfilePath(Params):
     cpas: Kbo
-    profile_id: int = Field(ge=1, le=2**31 - 1)
+    profile_id: Id
 
 
 class UserPath(Params):
@@ -119,18 +128,19 @@ class BatchItem(BaseModel):
 
 
 class BatchRequest(Body):
-    requests: list[dict[str, Any]] = Field(description="at most AUTHZ_BATCH_LIMIT (1000) items")
+    # items are checked one by one in the route, so that one bad item (even a non-object) gets its own error
+    requests: list[Any] = Field(description="at most AUTHZ_BATCH_LIMIT (1000) items, each a BatchItem")
 
 
 class UserSeen(Body):
-    name: str = Field(default="", max_length=200)
+    name: Name = ""
     lang: Lang = "fr"
 
 
 class CpasCreate(Body):
     cpas: Kbo
-    name_fr: str = Field(min_length=1, max_length=200)
-    name_nl: str = Field(min_length=1, max_length=200)
+    name_fr: Annotated[Name, Field(min_length=1)]
+    name_nl: Annotated[Name, Field(min_length=1)]
     region: Region
 
 
@@ -138,19 +148,19 @@ class ProfileCreate(Body):
     description_fr: Description
     description_nl: Description
     functions: list[FunctionCode] = Field(default_factory=list, max_length=2000)
-    includes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list, max_length=200)
+    includes: list[Id] = Field(default_factory=list, max_length=200)
 
 
 class ProfileUpdate(Body):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1)  # compared in Python, never sent to the database
     description_fr: Description
     description_nl: Description
     functions: list[FunctionCode] | None = Field(default=None, max_length=2000)
-    includes: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, max_length=200)
+    includes: list[Id] | None = Field(default=None, max_length=200)
 
 
 class UserProfiles(Body):
-    profiles: list[Annotated[int, Field(ge=1)]] = Field(max_length=200)
+    profiles: list[Id] = Field(max_length=200)
 
 
 # -- responses (documentation) ----------------------------------------------------------------------

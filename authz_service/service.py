@@ -21,6 +21,7 @@ from .config import Settings
 from .db import Database
 from .engine import CpasPolicy, Engine, EngineUnavailable, Snapshot, check_model
 from .errors import Unavailable, UnknownCpas
+from .notify import make_notifier
 from .security import Principal, authenticate_key
 from .store import Store
 
@@ -35,6 +36,7 @@ class Service:
         self.catalog: Catalog = load_catalog(settings.policies_dir)
         self.db = Database(settings.database_url)
         self.engine = Engine(max_staleness=settings.max_staleness)
+        self.notifier = make_notifier(settings.notify, settings.database_url, settings.redis_url)
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.last_error: str | None = None
@@ -56,11 +58,14 @@ class Service:
         try:
             with self.db.transaction() as session:
                 yield Admin(Store(session), self.catalog, actor, self.settings.max_inclusion_depth)
+                if cpas is not None:
+                    self.notifier.in_transaction(session, cpas)
         except SQLAlchemyError as exc:
             log.exception("store error during a change")
             raise Unavailable("the policy store is unavailable; nothing was changed") from exc
         if cpas is not None:
             self.refresh(cpas)
+            self.notifier.after_commit(cpas)
 
     def read(self, fn: Callable[[Store], T]) -> T:
         try:
@@ -150,7 +155,11 @@ class Service:
         self.sync()
 
     def start_polling(self) -> None:
-        if self.settings.poll_interval <= 0 or self._poller is not None:
+        """The poller (safety net) and the change listener; call once per process, after fork."""
+        if self._poller is not None:
+            return
+        self.notifier.listen(self.refresh)
+        if self.settings.poll_interval <= 0:
             return
         self._poller = threading.Thread(target=self._poll, name="authz-policy-poller", daemon=True)
         self._poller.start()
@@ -165,6 +174,7 @@ class Service:
 
     def close(self) -> None:
         self._stop.set()
+        self.notifier.close()
         if self._poller is not None:
             self._poller.join(timeout=5)
         self.db.dispose()
