@@ -40,3 +40,8 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: bench
+bench: venv  ## benchmarks/run.py: table on stdout, JSON in benchmarks/results/latest.json
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(BIN)/python benchmarks/run.py

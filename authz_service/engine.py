@@ -191,6 +191,11 @@ class CpasPolicy:
             found = self._compute(user_subject(user))
         return found
 
+    def allows(self, user: str, function: str) -> bool:
+        """The bare decision, with nothing built around it (the hot path)."""
+        found = self._effective.get(user)
+        return function in (found if found is not None else self.functions_of(user))
+
     def profiles_of(self, user: str) -> tuple[int, ...]:
         return tuple(
             sorted(int(r[len(PROFILE) :]) for r in self._graph.get(user_subject(user), ()) if r.startswith(PROFILE))
@@ -210,7 +215,7 @@ class CpasPolicy:
         )
 
     def decide(self, user: str, function: str, *, explain: bool = False) -> Decision:
-        allowed = function in self.functions_of(user)
+        allowed = self.allows(user, function)
         if not explain:
             return Decision(allowed, "granted" if allowed else "not_granted", self.version)
         return self._explain(user, function, allowed)
@@ -263,6 +268,10 @@ class Engine:
         if time.monotonic() - self._synced_at > self.max_staleness:
             raise EngineUnavailable("the policy store has not answered recently")
         return snap
+
+    def allows(self, cpas: str, user: str, function: str) -> bool:
+        """Fail closed: EngineUnavailable when stale or not loaded, KeyError for an unknown CPAS."""
+        return self.snapshot.policies[cpas].allows(user, function)
 
     @property
     def loaded(self) -> bool:

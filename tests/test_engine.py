@@ -112,3 +112,21 @@ def test_service_refuses_another_model(tmp_path: Path) -> None:
     (tmp_path / "model.conf").write_text(changed)
     with pytest.raises(ValueError, match="not the model"):
         check_model(str(tmp_path / "model.conf"))
+
+
+def test_engine_allows_fails_closed() -> None:
+    from authz_service.engine import Engine, EngineUnavailable, Snapshot
+
+    engine = Engine(max_staleness=60)
+    with pytest.raises(EngineUnavailable):
+        engine.allows(A, "1", "dossier.search")
+    rules = Rules.from_rows(P_LINES)
+    policy = CpasPolicy(A, 3, rules, [("user:1", "profile:1"), ("profile:1", "function:dossier.search")], {"1": True})
+    engine.install(Snapshot(rules=rules, catalog_digest="x", policies={A: policy}))
+    assert engine.allows(A, "1", "dossier.search") is True
+    assert engine.allows(A, "2", "dossier.search") is False
+    with pytest.raises(KeyError):
+        engine.allows(B, "1", "dossier.search")
+    engine._synced_at -= 61
+    with pytest.raises(EngineUnavailable):
+        engine.allows(A, "1", "dossier.search")

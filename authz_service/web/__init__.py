@@ -1,0 +1,49 @@
+"""The admin web UI: server-rendered pages in French and Dutch for configuration managers (profiles,
+users, print views, Admin-Logs) and "Mes accès" for every signed-in user, under ``/ui``.
+
+``init_app(app, service)`` binds it to the app built by ``create_app``: settings from the
+environment (``settings``), Flask-Babel, Flask-WTF's CSRF protection (checked for this blueprint's
+forms only: the JSON API authenticates with bearer keys and keeps its own error envelopes), the
+session cookie's flags, and the blueprint with its own HTML error pages.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask, Response, redirect, url_for
+from flask_babel import Babel
+
+from ..service import Service
+from .auth import SessionInterface
+from .i18n import TRANSLATIONS, ensure_compiled, select_locale
+from .settings import load_web_settings
+
+__all__ = ["init_app"]
+
+
+def init_app(app: Flask, service: Service) -> None:
+    settings = load_web_settings()
+    app.extensions["authz_web"] = settings
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # checked by the blueprint, not app-wide
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", int(settings.session_hours * 3600))
+    app.config.update(
+        SESSION_COOKIE_NAME="authz_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
+    )
+    app.session_interface = SessionInterface()
+    ensure_compiled()
+    Babel(app, locale_selector=select_locale, default_locale="fr",
+          default_translation_directories=str(TRANSLATIONS), default_timezone="Europe/Brussels")
+
+    from .views import bp, csrf
+
+    csrf.init_app(app)
+    app.register_blueprint(bp)
+
+    def root() -> Response:
+        return redirect(url_for("web.index"))  # type: ignore[return-value]
+
+    app.add_url_rule("/", "web_root", root)

@@ -1,0 +1,50 @@
+"""Flask-WTF forms. Every POST form carries a CSRF token (checked for the whole blueprint before any
+view runs); the lists of checkboxes (functions, blocks, profiles) are read beside the form because
+their choices come from the catalog and the CPAS, not from the form class."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import DateField, HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+
+def _strip(value: str | None) -> str | None:
+    return " ".join(value.split()) if isinstance(value, str) else value
+
+
+class LoginForm(FlaskForm):
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=128)], filters=[_strip])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
+    next = HiddenField()
+
+
+class ProfileForm(FlaskForm):
+    description_nl = StringField(_l("Dutch description"), validators=[Optional(), Length(max=200)],
+                                 filters=[_strip])
+    description_fr = StringField(_l("French description"), validators=[Optional(), Length(max=200)],
+                                 filters=[_strip])
+    version = HiddenField()
+
+    def validate(self, extra_validators=None) -> bool:  # type: ignore[no-untyped-def]
+        ok = super().validate(extra_validators)
+        if not self.description_fr.data and not self.description_nl.data:
+            self.description_fr.errors = [*self.description_fr.errors,
+                                          str(_l("Give a French or a Dutch description (or both)."))]
+            return False
+        return ok
+
+
+class ActionForm(FlaskForm):
+    """A confirmation or a one-button action: only the CSRF token."""
+
+
+class AuditFilterForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET search form
+
+    date_from = DateField(_l("From"), validators=[Optional()])
+    date_to = DateField(_l("To"), validators=[Optional()])
+    actor = StringField(_l("Actor"), validators=[Optional(), Length(max=200)], filters=[_strip])
+    action = StringField(_l("Action"), validators=[Optional(), Length(max=64)], filters=[_strip])

@@ -1,0 +1,87 @@
+"""Settings of the admin web UI, read from ``AUTHZ_*`` environment variables when the app starts.
+
+They live here, not in ``config.Settings``, because only the web UI uses them. A bad value (an
+address that is not an IP network, a non-numeric page size) stops the start with a clear message.
+
+- ``AUTHZ_TRUSTED_PROXIES``: comma-separated addresses or networks of the SSO reverse proxies whose
+  identity headers are believed (empty, the default: SSO off, local accounts only).
+- ``AUTHZ_SSO_USER_HEADER`` / ``_NAME_HEADER`` / ``_CPAS_HEADER`` / ``_ROLES_HEADER`` / ``_LANG_HEADER``:
+  header names (defaults ``X-Remote-User``, ``X-Remote-Name``, ``X-Remote-Cpas``, ``X-Remote-Roles``,
+  ``X-Remote-Lang``). CPAS and roles are comma-separated lists.
+- ``AUTHZ_SSO_MANAGER_ROLES``: roles that make a configuration manager of the header's CPAS
+  (default ``Configuration CPAS,Gestion PrimaWeb``); ``AUTHZ_SSO_OPERATOR_ROLES``: roles that make an
+  operator of every CPAS (default none).
+- ``AUTHZ_WEB_PER_PAGE``: users per page (default 20); ``AUTHZ_WEB_SESSION_HOURS``: how long a
+  session lasts (default 8).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _list(text: str | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in (text or "").split(",") if part.strip()))
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    trusted_proxies: tuple[Network, ...] = ()
+    sso_user_header: str = "X-Remote-User"
+    sso_name_header: str = "X-Remote-Name"
+    sso_cpas_header: str = "X-Remote-Cpas"
+    sso_roles_header: str = "X-Remote-Roles"
+    sso_lang_header: str = "X-Remote-Lang"
+    manager_roles: frozenset[str] = field(default_factory=lambda: frozenset({"configuration cpas", "gestion primaweb"}))
+    operator_roles: frozenset[str] = frozenset()
+    per_page: int = 20
+    session_hours: float = 8.0
+
+    @property
+    def sso_enabled(self) -> bool:
+        return bool(self.trusted_proxies)
+
+    def is_trusted_proxy(self, address: str | None) -> bool:
+        if not address or not self.trusted_proxies:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted_proxies)
+
+
+def load_web_settings(env: Mapping[str, str] | None = None) -> WebSettings:
+    env = os.environ if env is None else env
+    try:
+        proxies = tuple(ipaddress.ip_network(p, strict=False) for p in _list(env.get("AUTHZ_TRUSTED_PROXIES")))
+    except ValueError as exc:
+        raise ValueError(f"AUTHZ_TRUSTED_PROXIES: {exc}") from None
+    defaults = WebSettings()
+    values: dict[str, object] = {"trusted_proxies": proxies}
+    for name in ("user", "name", "cpas", "roles", "lang"):
+        header = env.get(f"AUTHZ_SSO_{name.upper()}_HEADER", "").strip()
+        if header:
+            values[f"sso_{name}_header"] = header
+    if "AUTHZ_SSO_MANAGER_ROLES" in env:
+        values["manager_roles"] = frozenset(r.casefold() for r in _list(env["AUTHZ_SSO_MANAGER_ROLES"]))
+    if "AUTHZ_SSO_OPERATOR_ROLES" in env:
+        values["operator_roles"] = frozenset(r.casefold() for r in _list(env["AUTHZ_SSO_OPERATOR_ROLES"]))
+    for key, name, kind, low in (
+        ("AUTHZ_WEB_PER_PAGE", "per_page", int, 1),
+        ("AUTHZ_WEB_SESSION_HOURS", "session_hours", float, 0.1),
+    ):
+        if env.get(key, "").strip():
+            try:
+                number = kind(env[key])
+            except ValueError:
+                raise ValueError(f"{key} must be a number, got {env[key]!r}") from None
+            if number < low:
+                raise ValueError(f"{key} must be at least {low}")
+            values[name] = number
+    return WebSettings(**{**defaults.__dict__, **values})  # type: ignore[arg-type]

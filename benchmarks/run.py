@@ -1,0 +1,510 @@
+"""`make bench`: every figure a median of several runs, each beside a reference measured in the same run.
+
+Sections (each can be chosen with --only):
+  inprocess   decision latency p50/p99 at 1, 50 and 580 CPAS: our engine, a plain dict lookup of
+              precomputed sets, stock pycasbin Enforcer and FastEnforcer over the same exported policy
+  coldstart   national scale: time to a loaded engine and peak RSS, in a fresh process and as a
+              gunicorn worker (time to /readyz 200, worker RSS)
+  http        wrk against gunicorn: /enforce, /enforce/batch (100), user functions 200 and 304, each
+              beside the no-op route /healthz of the same app
+  propagation two servers on PostgreSQL + Redis: a change on one, time until the other answers it
+  writes      national scale: saving a 150-function profile, assigning profiles
+Writes benchmarks/results/latest.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+BIN = Path(sys.executable).parent
+PG_URL = os.environ.get("AUTHZ_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("AUTHZ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+ROUNDS = 5
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+# -- data ----------------------------------------------------------------------------------------------
+def dataset(cpas: int) -> str:
+    """A SQLite file with `generate --cpas K --seed 1` (national scale for 580), made once and kept."""
+    from authz_service.catalog import load_catalog
+    from authz_service.cli import init_db
+    from authz_service.config import load_settings
+    from authz_service.db import Database
+    from authz_service.generate import generate, plan
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"data-{cpas}.sqlite3"
+    url = f"sqlite:///{path}"
+    if not path.exists():
+        log(f"generating {cpas} CPAS into {path.name} ...")
+        tmp = path.with_suffix(".tmp")
+        for leftover in RESULTS.glob(tmp.name + "*"):
+            leftover.unlink()
+        tmp_url = f"sqlite:///{tmp}"
+        settings = load_settings({"database_url": tmp_url})
+        init_db(settings)
+        database = Database(tmp_url)
+        generate(database, load_catalog(settings.policies_dir), plan("national" if cpas == 580 else None,
+                                                                      None if cpas == 580 else cpas, 1))
+        database.dispose()
+        tmp.rename(path)
+    return url
+
+
+def service_for(url: str) -> Any:
+    from authz_service.config import load_settings
+    from authz_service.service import Service
+
+    service = Service(load_settings({"database_url": url, "poll_interval": 0, "notify": "off"}))
+    assert service.sync(), service.last_error
+    return service
+
+
+def sample_requests(service: Any, n: int, seed: int = 7) -> list[tuple[str, str, str]]:
+    """Half of them allowed, as a calling application would mostly ask for what the menu shows."""
+    rng = random.Random(seed)
+    policies = list(service.engine.snapshot.policies.values())
+    codes = list(service.catalog.functions)
+    out: list[tuple[str, str, str]] = []
+    while len(out) < n:
+        policy = rng.choice(policies)
+        users = list(policy._users)
+        user = rng.choice(users)
+        granted = sorted(policy.functions_of(user))
+        if granted and rng.random() < 0.5:
+            out.append((policy.cpas, user, rng.choice(granted)))
+        else:
+            out.append((policy.cpas, user, rng.choice(codes)))
+    return out
+
+
+# -- in-process -----------------------------------------------------------------------------------------
+def time_calls(fn: Any, requests: list[tuple[str, str, str]]) -> list[float]:
+    clock = time.perf_counter_ns
+    out = []
+    for c, u, f in requests:
+        start = clock()
+        fn(c, u, f)
+        out.append((clock() - start) / 1000)
+    return out
+
+
+def rounds(fn: Any, requests: list[tuple[str, str, str]]) -> dict[str, float]:
+    p50s, p99s = [], []
+    for _ in range(ROUNDS):
+        lat = time_calls(fn, requests)
+        p50s.append(pct(lat, 0.5))
+        p99s.append(pct(lat, 0.99))
+    return {"p50_us": statistics.median(p50s), "p99_us": statistics.median(p99s)}
+
+
+def inprocess(scales: list[int]) -> dict[str, Any]:
+    import casbin
+
+    from authz_service.store import policy_csv
+
+    out: dict[str, Any] = {}
+    for k in scales:
+        url = dataset(k)
+        service = service_for(url)
+        requests = sample_requests(service, 20_000)
+        reference = {(c, u): service.policy(c).functions_of(u) for c, u, _ in requests}
+        engine = service.engine
+        ours = rounds(engine.allows, requests)
+        dict_ref = rounds(lambda c, u, f, ref=reference: f in ref[(c, u)], requests)
+        # the exported policy, as any Casbin implementation would load it
+        lines: dict[tuple[str, ...], None] = {}
+        for cpas in engine.snapshot.policies:
+            for line in service.read(lambda store, c=cpas: store.policy_lines(c)):
+                lines[line] = None
+        csv_path = Path(tempfile.mkstemp(suffix=".csv")[1])
+        csv_path.write_text(policy_csv(lines))
+        row: dict[str, Any] = {"cpas": k, "policy_lines": len(lines), "ours": ours, "dict": dict_ref}
+        for name, factory, n in (
+            ("fast_enforcer", lambda p=csv_path: casbin.FastEnforcer(str(ROOT / "model.conf"), str(p),
+                                                                      cache_key_order=[2]), 300),
+            ("enforcer", lambda p=csv_path: casbin.Enforcer(str(ROOT / "model.conf"), str(p)),
+             {1: 200, 50: 6, 580: 3}.get(k, 3)),
+        ):
+            log(f"  {k} CPAS: loading stock {name} ({len(lines)} lines) ...")
+            start = time.perf_counter()
+            enforcer = factory()
+            load_s = time.perf_counter() - start
+            subset = requests[:n]
+            lat = []
+            for c, u, f in subset:
+                t0 = time.perf_counter_ns()
+                got = enforcer.enforce(f"user:{u}", c, f)
+                lat.append((time.perf_counter_ns() - t0) / 1000)
+                assert got == engine.allows(c, u, f), ("stock pycasbin disagrees", c, u, f)
+            row[name] = {"p50_us": pct(lat, 0.5), "p99_us": pct(lat, 0.99), "load_s": load_s, "n": n}
+            del enforcer
+        csv_path.unlink()
+        row["p99_vs_dict"] = ours["p99_us"] / dict_ref["p99_us"]
+        row["speedup_vs_enforcer_p50"] = row["enforcer"]["p50_us"] / ours["p50_us"]
+        out[str(k)] = row
+        service.close()
+        log(f"  {k} CPAS: ours p50 {ours['p50_us']:.2f} us p99 {ours['p99_us']:.2f} us; "
+            f"dict p99 {dict_ref['p99_us']:.2f} us; Enforcer p50 {row['enforcer']['p50_us']:.0f} us")
+    return out
+
+
+# -- servers ------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, url: str, *, workers: int = 2, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        environment = {**os.environ, "AUTHZ_DATABASE_URL": url, "AUTHZ_LOG_LEVEL": "WARNING", **(env or {})}
+        environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [str(BIN / "authz-service"), "serve", "--port", str(self.port), "--workers", str(workers)],
+            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.ready_s = self.wait_ready()
+
+    def wait_ready(self, limit: float = 120) -> float:
+        while time.perf_counter() - self.started < limit:
+            try:
+                with urllib.request.urlopen(self.base + "/readyz", timeout=1) as answer:
+                    if answer.status == 200:
+                        return time.perf_counter() - self.started
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError("the server exited")
+            time.sleep(0.05)
+        raise RuntimeError("the server never became ready")
+
+    def worker_rss_mb(self) -> list[float]:
+        out = []
+        for child in Path(f"/proc/{self.proc.pid}/task").parent.parent.iterdir():
+            if not child.name.isdigit():
+                continue
+            try:
+                status = (child / "status").read_text()
+            except OSError:
+                continue
+            if f"PPid:\t{self.proc.pid}\n" in status:
+                rss = next(line for line in status.splitlines() if line.startswith("VmRSS"))
+                out.append(int(rss.split()[1]) / 1024)
+        return out
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def api_key(url: str, cpas: list[str] | None = None) -> str:
+    from authz_service.db import Database
+    from authz_service.security import new_api_key
+    from authz_service.store import Store
+
+    database = Database(url)
+    with database.transaction() as session:
+        key = new_api_key(Store(session), "bench", ("enforce", "users", "admin"), cpas)
+    database.dispose()
+    return key
+
+
+def coldstart() -> dict[str, Any]:
+    url = dataset(580)
+    runs = []
+    for _ in range(3):
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "coldstart.py"), url],
+                              capture_output=True, text=True, check=True)
+        runs.append(json.loads(done.stdout))
+    served = []
+    for _ in range(3):
+        server = Server(url, workers=1)
+        served.append({"ready_s": server.ready_s, "worker_rss_mb": max(server.worker_rss_mb() or [0])})
+        server.stop()
+    return {
+        "process_seconds": statistics.median(r["seconds"] for r in runs),
+        "process_rss_mb": statistics.median(r["rss_mb"] for r in runs),
+        "gunicorn_ready_seconds": statistics.median(r["ready_s"] for r in served),
+        "gunicorn_worker_rss_mb": statistics.median(r["worker_rss_mb"] for r in served),
+    }
+
+
+# -- HTTP -----------------------------------------------------------------------------------------------
+WRK_SCRIPT = """
+local bodies = {%s}
+local i = 0
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format(%s, %s, {["Authorization"] = "Bearer %s", ["Content-Type"] = "application/json"%s}, bodies[i])
+end
+"""
+
+
+def lua_string(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+def wrk(base: str, path: str, method: str, key: str, bodies: list[str] | None, extra_header: str = "",
+        seconds: int = 6) -> dict[str, float]:
+    script = WRK_SCRIPT % (
+        ", ".join(lua_string(b) for b in (bodies or [""])), lua_string(method), lua_string(path), key, extra_header)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    runs = []
+    for _ in range(3):
+        done = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", handle.name, base],
+                              capture_output=True, text=True, check=True)
+        runs.append(parse_wrk(done.stdout))
+    os.unlink(handle.name)
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def parse_wrk(text: str) -> dict[str, float]:
+    def ms(value: str) -> float:
+        for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+            if value.endswith(unit):
+                return float(value[: -len(unit)]) * factor
+        return float(value)
+
+    out = {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "non2xx": 0.0}
+    for line in text.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            out["rps"] = float(parts[1])
+        elif parts[:1] == ["50%"]:
+            out["p50_ms"] = ms(parts[1])
+        elif parts[:1] == ["99%"]:
+            out["p99_ms"] = ms(parts[1])
+        elif "Non-2xx or 3xx responses" in line:
+            out["non2xx"] = float(parts[-1])
+    return out
+
+
+def http() -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        return {"skipped": "wrk is not installed (apt-get install wrk)"}
+    url = dataset(580)
+    service = service_for(url)
+    requests = sample_requests(service, 200)
+    service.close()
+    key = api_key(url)
+    server = Server(url, workers=2)
+    try:
+        singles = [json.dumps({"cpas": c, "user": u, "function": f}) for c, u, f in requests]
+        batches = [json.dumps({"requests": [{"id": i, "cpas": c, "user": u, "function": f}
+                                            for i, (c, u, f) in enumerate(requests[j:j + 100])]})
+                   for j in (0, 100)]
+        cpas, user, _ = requests[0]
+        path = f"/cpas/{cpas}/users/{user}/functions"
+        request = urllib.request.Request(server.base + path, headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(request) as answer:
+            etag = answer.headers["ETag"]
+        noop = wrk(server.base, "/healthz", "GET", key, None)
+        results = {
+            "noop": noop,
+            "enforce": wrk(server.base, "/enforce", "POST", key, singles),
+            "batch100": wrk(server.base, "/enforce/batch", "POST", key, batches),
+            "functions_200": wrk(server.base, path, "GET", key, None),
+            "functions_304": wrk(server.base, path, "GET", key, None,
+                                 extra_header=', ["If-None-Match"] = ' + lua_string(etag)),
+        }
+    finally:
+        server.stop()
+    results["enforce_vs_noop"] = results["enforce"]["rps"] / noop["rps"]
+    results["batch_decisions_per_s"] = results["batch100"]["rps"] * 100
+    return results
+
+
+# -- propagation ----------------------------------------------------------------------------------------
+def propagation(changes: int = 100) -> dict[str, Any]:
+    from sqlalchemy import create_engine, text
+
+    from authz_service.catalog import load_catalog
+    from authz_service.cli import init_db
+    from authz_service.config import load_settings
+    from authz_service.db import Database
+    from authz_service.generate import generate, plan
+
+    schema = "bench_propagation"
+    admin_engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    url = PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
+    settings = load_settings({"database_url": url})
+    init_db(settings)
+    database = Database(url)
+    generate(database, load_catalog(settings.policies_dir), plan(None, 50, 1))
+    database.dispose()
+    service = service_for(url)
+    cpas, user, _ = sample_requests(service, 1)[0]
+    profile = next(p for p in service.read(lambda store: store.profiles(cpas)) if not p.builtin)
+    function = sorted(service.read(lambda store: store.profile_functions(cpas, profile.id)))[0]
+    service.close()
+    key = api_key(url)
+    env = {"AUTHZ_REDIS_URL": REDIS_URL, "AUTHZ_NOTIFY": "redis", "AUTHZ_POLL_INTERVAL": "5"}
+    first, second = Server(url, workers=1, env=env), Server(url, workers=1, env=env)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def call(base: str, method: str, path: str, body: Any) -> Any:
+        req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method=method, headers=headers)
+        with urllib.request.urlopen(req, timeout=5) as answer:
+            return json.loads(answer.read())
+
+    delays = []
+    try:
+        for i in range(changes):
+            want = i % 2 == 0
+            call(first.base, "PUT", f"/cpas/{cpas}/users/{user}/profiles", {"profiles": [profile.id] if want else []})
+            start = time.perf_counter()
+            while True:
+                got = call(second.base, "POST", "/enforce", {"cpas": cpas, "user": user, "function": function})
+                if got["allowed"] is want:
+                    break
+                if time.perf_counter() - start > 10:
+                    raise RuntimeError("the second server never caught up")
+            delays.append((time.perf_counter() - start) * 1000)
+    finally:
+        first.stop()
+        second.stop()
+        with admin_engine.connect() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        admin_engine.dispose()
+    return {"changes": changes, "p50_ms": pct(delays, 0.5), "p99_ms": pct(delays, 0.99), "carrier": "redis"}
+
+
+# -- admin writes ---------------------------------------------------------------------------------------
+def writes(runs: int = 15) -> dict[str, Any]:
+    url = dataset(580)
+    work = RESULTS / "data-580-writes.sqlite3"
+    shutil.copy(url.removeprefix("sqlite:///"), work)
+    service = service_for(f"sqlite:///{work}")
+    rng = random.Random(3)
+    snapshot = service.engine.snapshot
+    big = max(snapshot.policies.values(), key=lambda p: len(p._users))
+    cpas = big.cpas
+    functions = service.catalog.selectable
+    save, assign = [], []
+    try:
+        with service.admin("bench", cpas) as admin:
+            profile = admin.create_profile(cpas, description_fr="Bench", description_nl=None, functions=[])
+        version = profile.version
+        users = list(big._users)
+        profiles = [p.id for p in service.read(lambda store: store.profiles(cpas))]
+        for i in range(runs):
+            chosen = rng.sample(functions, k=min(150, len(functions)))
+            start = time.perf_counter()
+            with service.admin("bench", cpas) as admin:
+                admin.update_profile(cpas, profile.id, version=version, description_fr=f"Bench {i}",
+                                     description_nl=None, functions=chosen, includes=None)
+            save.append((time.perf_counter() - start) * 1000)
+            version += 1
+            user = rng.choice(users)
+            start = time.perf_counter()
+            with service.admin("bench", cpas) as admin:
+                admin.set_user_profiles(cpas, user, rng.sample(profiles, k=2))
+            assign.append((time.perf_counter() - start) * 1000)
+    finally:
+        service.close()
+        work.unlink()
+    return {"cpas_users": len(big._users), "save_150_ms_p50": statistics.median(save),
+            "save_150_ms_max": max(save), "assign_ms_p50": statistics.median(assign),
+            "assign_ms_max": max(assign)}
+
+
+# -- report ---------------------------------------------------------------------------------------------
+def table(results: dict[str, Any]) -> str:
+    rows = [f"machine: {results['machine']}", ""]
+    for k, row in results.get("inprocess", {}).items():
+        rows.append(
+            f"in-process {k:>3} CPAS ({row['policy_lines']} lines): ours p50 {row['ours']['p50_us']:.2f} us "
+            f"p99 {row['ours']['p99_us']:.2f} us | dict p50 {row['dict']['p50_us']:.2f} p99 {row['dict']['p99_us']:.2f}"
+            f" us | p99/dict {row['p99_vs_dict']:.1f}x | FastEnforcer p50 {row['fast_enforcer']['p50_us']:.0f} us"
+            f" | Enforcer p50 {row['enforcer']['p50_us']:.0f} us (x{row['speedup_vs_enforcer_p50']:.0f})"
+        )
+    if "coldstart" in results:
+        c = results["coldstart"]
+        rows.append(f"cold start national: {c['process_seconds']:.1f} s, {c['process_rss_mb']:.0f} MB peak; "
+                    f"gunicorn worker ready {c['gunicorn_ready_seconds']:.1f} s, {c['gunicorn_worker_rss_mb']:.0f} MB")
+    h = results.get("http", {})
+    if "noop" in h:
+        for name in ("noop", "enforce", "batch100", "functions_200", "functions_304"):
+            r = h[name]
+            rows.append(f"http {name:<14} {r['rps']:>8.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
+                        f"  non-2xx {r['non2xx']:.0f}")
+        rows.append(f"http enforce/noop {h['enforce_vs_noop']:.2f}x; "
+                    f"batch decisions/s {h['batch_decisions_per_s']:.0f}")
+    elif h:
+        rows.append(f"http: {h.get('skipped')}")
+    if "propagation" in results:
+        p = results["propagation"]
+        rows.append(f"propagation ({p['carrier']}, {p['changes']} changes): p50 {p['p50_ms']:.0f} ms, "
+                    f"p99 {p['p99_ms']:.0f} ms")
+    if "writes" in results:
+        w = results["writes"]
+        rows.append(f"writes national (CPAS of {w['cpas_users']} users): save 150 functions p50 "
+                    f"{w['save_150_ms_p50']:.0f} ms (max {w['save_150_ms_max']:.0f}); assign p50 "
+                    f"{w['assign_ms_p50']:.0f} ms (max {w['assign_ms_max']:.0f})")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", default=["inprocess", "coldstart", "http", "propagation", "writes"])
+    parser.add_argument("--scales", default="1,50,580")
+    args = parser.parse_args()
+    results: dict[str, Any] = {
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    sections = {
+        "inprocess": lambda: inprocess([int(s) for s in args.scales.split(",")]),
+        "coldstart": coldstart,
+        "http": http,
+        "propagation": propagation,
+        "writes": writes,
+    }
+    for name in args.only:
+        log(f"== {name}")
+        start = time.perf_counter()
+        results[name] = sections[name]()
+        log(f"   ({time.perf_counter() - start:.0f} s)")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
