@@ -58,6 +58,9 @@ class Database:
         try:
             yield session
         finally:
+            # detach what was read before ending the transaction, so that rows handed back to the
+            # caller keep their loaded values instead of being expired by the rollback
+            session.expunge_all()
             session.rollback()
             session.close()
 

@@ -421,7 +421,7 @@ def writes(runs: int = 15) -> dict[str, Any]:
         with service.admin("bench", cpas) as admin:
             profile = admin.create_profile(cpas, description_fr="Bench", description_nl=None, functions=[])
         version = profile.version
-        users = list(big._users)
+        users = [u for u, active in big._users.items() if active]
         profiles = [p.id for p in service.read(lambda store: store.profiles(cpas))]
         for i in range(runs):
             chosen = rng.sample(functions, k=min(150, len(functions)))
