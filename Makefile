@@ -2,16 +2,16 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_CPAS ?= $(shell sed -n 's/.*cpas: *"\([0-9.]*\)".*/\1/p' seed/demo.yaml | head -n1)
 export AUTHZ_DATABASE_URL ?= sqlite:///$(CURDIR)/var/authz.sqlite3
 
 .PHONY: venv run test lint typecheck check clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev]" -e "clients/python[flask,dev]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -29,12 +29,14 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && { echo "no tests ran"; exit 1; }; exit $$rc
+	cd clients/python && ../../$(BIN)/python -m pytest -q
 
 lint: venv
-	$(BIN)/ruff check authz_service tests
+	$(BIN)/ruff check authz_service tests benchmarks clients/python
 
 typecheck: venv
 	$(BIN)/mypy
+	$(BIN)/mypy --strict clients/python/src
 
 check: lint typecheck test
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, current_app, g, jsonify, request
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from . import metrics
 from .admin import Admin, cpas_snapshot, profile_description
+from .engine import CpasPolicy
 from .errors import InvalidRequest, PayloadTooLarge, ServiceError, UnknownCpas, UnknownFunction, envelope
 from .models import iso
 from .schemas import (
@@ -78,13 +80,18 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 # -- decisions ----------------------------------------------------------------------------------------
-def _decide(svc: Service, cpas: str, user: str, function: str, explain: bool) -> dict[str, Any]:
-    if function not in svc.catalog:
-        raise UnknownFunction(f"unknown function code: {function}", {"function": function})
-    decision = svc.policy(cpas).decide(user, function, explain=explain)
+def _decide(svc: Service, policies: Mapping[str, CpasPolicy], req: EnforceRequest) -> dict[str, Any]:
+    """One decision on the given snapshot, as the JSON body of API.md."""
+    principal().require_cpas(req.cpas)
+    if req.function not in svc.catalog:
+        raise UnknownFunction(f"unknown function code: {req.function}", {"function": req.function})
+    policy = policies.get(req.cpas)
+    if policy is None:
+        raise UnknownCpas(f"CPAS {req.cpas} is not known to the service")
+    decision = policy.decide(req.user, req.function, explain=req.explain)
     metrics.DECISIONS.labels("allow" if decision.allowed else "deny").inc()
     body: dict[str, Any] = {"allowed": decision.allowed, "policy_version": decision.policy_version}
-    if explain:
+    if req.explain:
         body["explanation"] = {
             "reason": decision.reason,
             "granted_by": list(decision.granted_by),
@@ -96,8 +103,8 @@ def _decide(svc: Service, cpas: str, user: str, function: str, explain: bool) ->
 @decisions.post("/enforce", responses={200: EnforceResponse})
 def enforce(body: EnforceRequest) -> Response:
     """May this user use this function in this CPAS? A deny is a normal 200."""
-    principal().require_cpas(body.cpas)
-    return _json(_decide(service(), body.cpas, body.user, body.function, body.explain))
+    svc = service()
+    return _json(_decide(svc, svc.snapshot().policies, body))
 
 
 @decisions.post("/enforce/batch", responses={200: BatchResponse, 413: ErrorResponse})
@@ -108,8 +115,7 @@ def enforce_batch(body: BatchRequest) -> Response:
         raise PayloadTooLarge(
             f"a batch holds at most {svc.settings.batch_limit} requests ({len(body.requests)} sent)"
         )
-    snapshot = svc.snapshot()
-    who = principal()
+    policies = svc.snapshot().policies  # one snapshot for the whole batch
     results: list[dict[str, Any]] = []
     versions: set[int] = set()
     for item in body.requests:
@@ -117,31 +123,16 @@ def enforce_batch(body: BatchRequest) -> Response:
         try:
             if not isinstance(item, dict):
                 raise InvalidRequest("each request must be an object")
-            fields = {k: v for k, v in item.items() if k != "id"}
             try:
-                req = EnforceRequest.model_validate(fields)
+                req = EnforceRequest.model_validate({k: v for k, v in item.items() if k != "id"})
             except ValidationError as exc:
                 raise InvalidRequest(_first_error(exc), _errors(exc)) from None
-            who.require_cpas(req.cpas)
-            if req.function not in svc.catalog:
-                raise UnknownFunction(f"unknown function code: {req.function}")
-            policy = snapshot.policies.get(req.cpas)
-            if policy is None:
-                raise UnknownCpas(f"CPAS {req.cpas} is not known to the service")
-            decision = policy.decide(req.user, req.function, explain=req.explain)
-            versions.add(decision.policy_version)
-            result: dict[str, Any] = {"id": item_id, "allowed": decision.allowed,
-                                      "policy_version": decision.policy_version}
-            if req.explain:
-                result["explanation"] = {
-                    "reason": decision.reason,
-                    "granted_by": list(decision.granted_by),
-                    "missing_prerequisites": list(decision.missing_prerequisites),
-                }
-            metrics.DECISIONS.labels("allow" if decision.allowed else "deny").inc()
+            result = {"id": item_id, **_decide(svc, policies, req)}
+            versions.add(result["policy_version"])
         except ServiceError as err:
             result = {"id": item_id, "allowed": False, **envelope(err.code, err.message, err.details)}
         results.append(result)
+    # the CPAS's version when every item concerns one CPAS; the highest of them otherwise
     return _json({"policy_version": max(versions, default=0), "results": results})
 
 

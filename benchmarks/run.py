@@ -80,7 +80,8 @@ def service_for(url: str) -> Any:
     from authz_service.config import load_settings
     from authz_service.service import Service
 
-    service = Service(load_settings({"database_url": url, "poll_interval": 0, "notify": "off"}))
+    # no poller here, and the stock Enforcer takes minutes at national scale: keep the snapshot trusted
+    service = Service(load_settings({"database_url": url, "poll_interval": 0, "notify": "off", "max_staleness": 86400}))
     assert service.sync(), service.last_error
     return service
 
@@ -318,6 +319,7 @@ def http() -> dict[str, Any]:
     url = dataset(580)
     service = service_for(url)
     requests = sample_requests(service, 200)
+    cerbos_result = cerbos_http(service, requests)
     service.close()
     key = api_key(url)
     server = Server(url, workers=2)
@@ -342,9 +344,35 @@ def http() -> dict[str, Any]:
         }
     finally:
         server.stop()
+    results["cerbos"] = cerbos_result
+    if "rps" in cerbos_result:
+        results["enforce_vs_cerbos"] = results["enforce"]["rps"] / cerbos_result["rps"]
     results["enforce_vs_noop"] = results["enforce"]["rps"] / noop["rps"]
     results["batch_decisions_per_s"] = results["batch100"]["rps"] * 100
     return results
+
+
+def cerbos_http(service: Any, requests: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """The same decisions asked of a real Cerbos PDP, after checking that it answers them like us."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cerbos
+
+    try:
+        cerbos.binary()
+    except Exception as exc:  # npm missing or refused
+        return {"skipped": f"cerbos could not be installed: {exc}"}
+    folder = RESULTS / "cerbos-policies"
+    cerbos.write_policies(service, {c for c, _, _ in requests}, folder)
+    pdp = cerbos.Cerbos(folder, free_port(), free_port())
+    try:
+        bodies = [cerbos.request_body(service, c, u, f) for c, u, f in requests]
+        for (c, u, f), body in zip(requests, bodies, strict=True):
+            assert pdp.allowed(body) is service.engine.allows(c, u, f), ("cerbos disagrees", c, u, f)
+        result = wrk(pdp.base, "/api/check/resources", "POST", "unused", [json.dumps(b) for b in bodies])
+    finally:
+        pdp.stop()
+    result["agreed_on"] = len(requests)
+    return result
 
 
 # -- propagation ----------------------------------------------------------------------------------------
@@ -460,11 +488,15 @@ def table(results: dict[str, Any]) -> str:
                     f"gunicorn worker ready {c['gunicorn_ready_seconds']:.1f} s, {c['gunicorn_worker_rss_mb']:.0f} MB")
     h = results.get("http", {})
     if "noop" in h:
-        for name in ("noop", "enforce", "batch100", "functions_200", "functions_304"):
+        for name in ("noop", "enforce", "batch100", "functions_200", "functions_304", "cerbos"):
+            if "rps" not in h.get(name, {}):
+                rows.append(f"http {name}: {h.get(name)}")
+                continue
             r = h[name]
             rows.append(f"http {name:<14} {r['rps']:>8.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
                         f"  non-2xx {r['non2xx']:.0f}")
         rows.append(f"http enforce/noop {h['enforce_vs_noop']:.2f}x; "
+                    f"enforce/cerbos {h.get('enforce_vs_cerbos', 0):.2f}x; "
                     f"batch decisions/s {h['batch_decisions_per_s']:.0f}")
     elif h:
         rows.append(f"http: {h.get('skipped')}")
