@@ -12,6 +12,7 @@ it times anything. The binary comes from the npm package @cerbos/cerbos-linux-x6
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import urllib.request
@@ -92,11 +93,11 @@ class Cerbos:
         self.proc = subprocess.Popen(
             [str(binary()), "server", "--set=storage.driver=disk", f"--set=storage.disk.directory={policies}",
              f"--set=server.httpListenAddr=127.0.0.1:{port}", f"--set=server.grpcListenAddr=127.0.0.1:{grpc_port}",
-             "--set=audit.enabled=false", "--log-level=error"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+             "--set=audit.enabled=false", "--set=telemetry.disabled=true", "--log-level=error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "CERBOS_NO_TELEMETRY": "1"},
         )
         start = time.perf_counter()
-        while time.perf_counter() - start < 60:
+        while time.perf_counter() - start < 180:
             try:
                 with urllib.request.urlopen(self.base + "/_cerbos/health", timeout=1) as answer:
                     if answer.status == 200:
