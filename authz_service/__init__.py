@@ -34,6 +34,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
     # first metric is made, which must happen after `serve` set PROMETHEUS_MULTIPROC_DIR
     from . import metrics
     from .api import admin_api, decisions, users_api, validation_error_response
+    from .fastpath import EnforceFastPath
 
     settings = load_settings(overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -113,6 +114,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
+    app.wsgi_app = EnforceFastPath(app.wsgi_app, service)  # type: ignore[method-assign]
     service.sync()
     if start_polling:
         service.start_polling()
