@@ -90,14 +90,7 @@ def _decide(svc: Service, policies: Mapping[str, CpasPolicy], req: EnforceReques
         raise UnknownCpas(f"CPAS {req.cpas} is not known to the service")
     decision = policy.decide(req.user, req.function, explain=req.explain)
     metrics.DECISIONS.labels("allow" if decision.allowed else "deny").inc()
-    body: dict[str, Any] = {"allowed": decision.allowed, "policy_version": decision.policy_version}
-    if req.explain:
-        body["explanation"] = {
-            "reason": decision.reason,
-            "granted_by": list(decision.granted_by),
-            "missing_prerequisites": list(decision.missing_prerequisites),
-        }
-    return body
+    return decision.as_json(explain=req.explain)
 
 
 @decisions.post("/enforce", responses={200: EnforceResponse})

@@ -109,6 +109,17 @@ class Decision:
     granted_by: tuple[int, ...] = ()
     missing_prerequisites: tuple[str, ...] = ()
 
+    def as_json(self, *, explain: bool) -> dict[str, object]:
+        """The body of API.md's decision answer."""
+        body: dict[str, object] = {"allowed": self.allowed, "policy_version": self.policy_version}
+        if explain:
+            body["explanation"] = {
+                "reason": self.reason,
+                "granted_by": list(self.granted_by),
+                "missing_prerequisites": list(self.missing_prerequisites),
+            }
+        return body
+
 
 @dataclass(frozen=True)
 class UserView:

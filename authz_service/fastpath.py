@@ -73,12 +73,6 @@ class EnforceFastPath:
         except (ValidationError, ServiceError, EngineUnavailable, ValueError):
             return None
         metrics.DECISIONS.labels("allow" if decision.allowed else "deny").inc()
-        out: dict[str, Any] = {"allowed": decision.allowed, "policy_version": decision.policy_version}
-        if req.explain:
-            out["explanation"] = {
-                "reason": decision.reason,
-                "granted_by": list(decision.granted_by),
-                "missing_prerequisites": list(decision.missing_prerequisites),
-            }
         # byte for byte what Flask's jsonify writes
-        return (json.dumps(out, separators=(",", ":"), sort_keys=True) + "\n").encode()
+        return (json.dumps(decision.as_json(explain=req.explain), separators=(",", ":"), sort_keys=True)
+                + "\n").encode()

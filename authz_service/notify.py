@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -61,8 +62,24 @@ class Notifier:
         if origin != self.origin:
             on_change(cpas)
 
-    def _start(self, target: Callable[[], None]) -> None:
-        self._thread = threading.Thread(target=target, name=f"authz-{self.kind}-listener", daemon=True)
+    def _start(self, session: Callable[[], None]) -> None:
+        """Run ``session`` (connect, then deliver messages until the connection fails or we stop) on a
+        thread, reconnecting with backoff: the poller covers whatever is missed in between."""
+
+        def run() -> None:
+            delay = 0.2
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    session()
+                except Exception as exc:
+                    log.warning("policy %s listener lost its connection (%s); retrying", self.kind, exc)
+                if time.monotonic() - started > 5:
+                    delay = 0.2  # it had been working: start the backoff anew
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+        self._thread = threading.Thread(target=run, name=f"authz-{self.kind}-listener", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
@@ -84,24 +101,16 @@ class PostgresNotifier(Notifier):
                         {"channel": CHANNEL, "payload": self._payload(cpas)})
 
     def listen(self, on_change: Callable[[str], None]) -> None:
-        self._start(lambda: self._run(on_change))
+        self._start(lambda: self._session(on_change))
 
-    def _run(self, on_change: Callable[[str], None]) -> None:
+    def _session(self, on_change: Callable[[str], None]) -> None:
         import psycopg
 
-        delay = 0.2
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    delay = 0.2
-                    while not self._stop.is_set():
-                        for note in conn.notifies(timeout=1.0):
-                            self._handle(note.payload, on_change)
-            except Exception as exc:  # the server went away: retry, the poller covers the gap
-                log.warning("policy LISTEN connection lost (%s); retrying", exc)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 5.0)
+        with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"LISTEN {CHANNEL}")
+            while not self._stop.is_set():
+                for note in conn.notifies(timeout=1.0):
+                    self._handle(note.payload, on_change)
 
 
 class RedisNotifier(Notifier):
@@ -121,28 +130,22 @@ class RedisNotifier(Notifier):
             log.warning("could not publish a policy notification: %s", exc)
 
     def listen(self, on_change: Callable[[str], None]) -> None:
-        self._start(lambda: self._run(on_change))
+        self._start(lambda: self._session(on_change))
 
-    def _run(self, on_change: Callable[[str], None]) -> None:
+    def _session(self, on_change: Callable[[str], None]) -> None:
         import redis
 
-        delay = 0.2
-        while not self._stop.is_set():
-            try:
-                client = redis.Redis.from_url(self.redis_url, socket_timeout=None, socket_connect_timeout=2)
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(CHANNEL)
-                delay = 0.2
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message and message.get("type") == "message":
-                        self._handle(message["data"], on_change)
-                pubsub.close()
-                client.close()
-            except Exception as exc:
-                log.warning("policy subscription lost (%s); retrying", exc)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 5.0)
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=None, socket_connect_timeout=2)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(CHANNEL)
+            while not self._stop.is_set():
+                message = pubsub.get_message(timeout=1.0)
+                if message and message.get("type") == "message":
+                    self._handle(message["data"], on_change)
+        finally:
+            pubsub.close()
+            client.close()
 
 
 def make_notifier(kind: str, database_url: str, redis_url: str | None) -> Notifier:
