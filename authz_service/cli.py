@@ -237,7 +237,7 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
     """Run the server under gunicorn."""
     from gunicorn.app.base import BaseApplication
 
-    load_settings()  # fail early on bad settings
+    settings = load_settings()  # fail early on bad settings
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authz-metrics-")
 
@@ -247,7 +247,7 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", 4)
-            self.cfg.set("accesslog", "-")
+            self.cfg.set("accesslog", "-" if settings.access_log else None)
             self.cfg.set("child_exit", _child_exit)
 
         def load(self) -> Any:

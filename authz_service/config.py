@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_inclusion_depth: int = Field(default=5, ge=1, le=8)
     log_level: str = "INFO"
+    access_log: bool = Field(default=True, description="gunicorn's access log on standard output")
 
     @field_validator("database_url")
     @classmethod

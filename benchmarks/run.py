@@ -190,7 +190,9 @@ class Server:
     def __init__(self, url: str, *, workers: int = 2, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        environment = {**os.environ, "AUTHZ_DATABASE_URL": url, "AUTHZ_LOG_LEVEL": "WARNING", **(env or {})}
+        # no access log: the Cerbos beside it runs without its audit log too
+        environment = {**os.environ, "AUTHZ_DATABASE_URL": url, "AUTHZ_LOG_LEVEL": "WARNING",
+                       "AUTHZ_ACCESS_LOG": "false", **(env or {})}
         environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
