@@ -233,7 +233,8 @@ def generate_cmd(scale: str | None, cpas_count: int | None, users: int | None, s
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, type=int, show_default=True)
 @click.option("--workers", default=2, type=int, show_default=True)
-def serve_cmd(host: str, port: int, workers: int) -> None:
+@click.option("--threads", default=4, type=int, show_default=True, help="threads per worker (gthread)")
+def serve_cmd(host: str, port: int, workers: int, threads: int) -> None:
     """Run the server under gunicorn."""
     from gunicorn.app.base import BaseApplication
 
@@ -246,7 +247,7 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 4)
+            self.cfg.set("threads", threads)
             self.cfg.set("accesslog", "-" if settings.access_log else None)
             self.cfg.set("child_exit", _child_exit)
 
