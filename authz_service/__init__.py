@@ -64,6 +64,9 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
                     update={k: getattr(item, k) for k in item.model_fields_set if getattr(item, k) is not None}
                 )
         app.register_api(blueprint)
+    from .web import init_app as init_web
+
+    init_web(app, service)
 
     @app.get("/healthz", doc_ui=False)
     def healthz() -> Response:

@@ -16,7 +16,7 @@ from flask_babel import Babel
 
 from ..service import Service
 from .auth import SessionInterface
-from .i18n import TRANSLATIONS, ensure_compiled, select_locale
+from .i18n import prepare_translations, select_locale
 from .settings import load_web_settings
 
 __all__ = ["init_app"]
@@ -24,6 +24,7 @@ __all__ = ["init_app"]
 
 def init_app(app: Flask, service: Service) -> None:
     settings = load_web_settings()
+    app.extensions.setdefault("authz", service)
     app.extensions["authz_web"] = settings
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # checked by the blueprint, not app-wide
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", int(settings.session_hours * 3600))
@@ -34,9 +35,8 @@ def init_app(app: Flask, service: Service) -> None:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
     )
     app.session_interface = SessionInterface()
-    ensure_compiled()
     Babel(app, locale_selector=select_locale, default_locale="fr",
-          default_translation_directories=str(TRANSLATIONS), default_timezone="Europe/Brussels")
+          default_translation_directories=str(prepare_translations()), default_timezone="Europe/Brussels")
 
     from .views import bp, csrf
 

@@ -4,10 +4,15 @@ their choices come from the catalog and the CPAS, not from the form class."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
+
+_REQUIRED = _l("This field is required.")
+_TOO_LONG = _l("This field cannot be longer than %(max)d characters.")
 
 
 def _strip(value: str | None) -> str | None:
@@ -15,19 +20,20 @@ def _strip(value: str | None) -> str | None:
 
 
 class LoginForm(FlaskForm):
-    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=128)], filters=[_strip])
-    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
+    username = StringField(_l("Username"), validators=[DataRequired(_REQUIRED), Length(max=128, message=_TOO_LONG)],
+                           filters=[_strip])
+    password = PasswordField(_l("Password"), validators=[DataRequired(_REQUIRED), Length(max=1024, message=_TOO_LONG)])
     next = HiddenField()
 
 
 class ProfileForm(FlaskForm):
-    description_nl = StringField(_l("Dutch description"), validators=[Optional(), Length(max=200)],
+    description_nl = StringField(_l("Dutch description"), validators=[Optional(), Length(max=200, message=_TOO_LONG)],
                                  filters=[_strip])
-    description_fr = StringField(_l("French description"), validators=[Optional(), Length(max=200)],
+    description_fr = StringField(_l("French description"), validators=[Optional(), Length(max=200, message=_TOO_LONG)],
                                  filters=[_strip])
     version = HiddenField()
 
-    def validate(self, extra_validators=None) -> bool:  # type: ignore[no-untyped-def]
+    def validate(self, extra_validators: Any = None) -> bool:
         ok = super().validate(extra_validators)
         if not self.description_fr.data and not self.description_nl.data:
             self.description_fr.errors = [*self.description_fr.errors,
@@ -46,5 +52,5 @@ class AuditFilterForm(FlaskForm):
 
     date_from = DateField(_l("From"), validators=[Optional()])
     date_to = DateField(_l("To"), validators=[Optional()])
-    actor = StringField(_l("Actor"), validators=[Optional(), Length(max=200)], filters=[_strip])
-    action = StringField(_l("Action"), validators=[Optional(), Length(max=64)], filters=[_strip])
+    actor = StringField(_l("Actor"), validators=[Optional(), Length(max=200, message=_TOO_LONG)], filters=[_strip])
+    action = StringField(_l("Action"), validators=[Optional(), Length(max=64, message=_TOO_LONG)], filters=[_strip])

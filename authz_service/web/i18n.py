@@ -3,12 +3,15 @@
 The language is the one chosen with the switch (kept in the session and, for a local account, in
 the account), else the account's or SSO header's language, else the browser's Accept-Language, else
 French. Message catalogs are ``translations/<lang>/LC_MESSAGES/messages.po``; the ``.mo`` files are
-compiled from them (``compile_catalogs``) when the app starts or the tests run, never edited by hand.
+compiled from them (``prepare_translations``) when the app starts, never edited by hand.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from babel.messages.mofile import write_mo
@@ -41,14 +44,23 @@ def compile_catalogs(directory: Path = TRANSLATIONS, *, force: bool = False) -> 
             continue
         with po_path.open("rb") as handle:
             catalog = read_po(handle, locale=po_path.parent.parent.name)
-        with mo_path.open("wb") as handle:
+        partial = mo_path.with_suffix(f".mo.{os.getpid()}")
+        with partial.open("wb") as handle:
             write_mo(handle, catalog)
+        os.replace(partial, mo_path)  # atomic: a worker starting beside us never reads half a file
         written.append(mo_path)
     return written
 
 
-def ensure_compiled() -> None:
+def prepare_translations() -> Path:
+    """The folder Flask-Babel reads: the package's own, compiled in place when needed; if the package
+    is read-only (an installed wheel without .mo files), a compiled copy in a temporary folder."""
     try:
         compile_catalogs()
-    except OSError as exc:  # a read-only install: the packaged .mo files are used as they are
-        log.warning("could not compile the web UI's message catalogs: %s", exc)
+        return TRANSLATIONS
+    except OSError as exc:
+        copy = Path(tempfile.mkdtemp(prefix="authz-web-i18n-")) / "translations"
+        shutil.copytree(TRANSLATIONS, copy, ignore=shutil.ignore_patterns("*.mo"))
+        compile_catalogs(copy)
+        log.info("web UI catalogs compiled in %s (%s)", copy, exc)
+        return copy

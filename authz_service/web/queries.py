@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Select, func, select
@@ -187,7 +187,7 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=local_zone()).astimezone(UTC)
 
 
-def _audit_select(cpas: str, flt: AuditFilter) -> Select[tuple[AuditEntry]]:
+def _audit_select(cpas: str, flt: AuditFilter) -> Select[Any]:
     query = select(AuditEntry).where(AuditEntry.cpas_id == cpas)
     if flt.date_from:
         query = query.where(AuditEntry.at >= _day_start(flt.date_from))

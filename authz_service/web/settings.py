@@ -84,4 +84,4 @@ def load_web_settings(env: Mapping[str, str] | None = None) -> WebSettings:
             if number < low:
                 raise ValueError(f"{key} must be at least {low}")
             values[name] = number
-    return WebSettings(**{**defaults.__dict__, **values})  # type: ignore[arg-type]
+    return WebSettings(**{**defaults.__dict__, **values})

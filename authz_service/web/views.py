@@ -129,9 +129,9 @@ def int_arg(name: str, default: int = 1, high: int = 1_000_000) -> int:
 def _before() -> Response | None:
     if request.endpoint == "web.static":
         return None
+    g.identity = current_identity()  # first: the refusal below speaks the identity's language
     if request.method not in SAFE_METHODS:
         csrf.protect()
-    g.identity = current_identity()
     if g.identity is None and request.endpoint not in PUBLIC:
         target = request.full_path.rstrip("?") if request.method == "GET" else url_for("web.index")
         return see_other("web.login", next=target)
@@ -155,14 +155,14 @@ def _headers(response: Response) -> Response:
 
 @bp.app_context_processor
 def _context() -> dict[str, Any]:
-    return {"identity": g.get("identity"), "current_cpas": g.get("cpas"), "lang": lang, "langs": LANGS,
-            "page_url": page_url}
+    return {"identity": g.get("identity"), "current_cpas": g.get("cpas"), "lang": lang, "langs": LANGS}
 
 
+@bp.app_template_global()
 def page_url(number: int) -> str:
     """This page's URL with ``page=number`` and its other query arguments kept."""
-    args = {**request.args.to_dict(), "page": number}
-    return url_for(str(request.endpoint), **(request.view_args or {}), **args)
+    args: dict[str, Any] = {**(request.view_args or {}), **request.args.to_dict(), "page": number}
+    return url_for(str(request.endpoint), **args)
 
 
 def _error_page(status: int, title: str, message: str) -> tuple[str, int]:
@@ -220,6 +220,7 @@ def login() -> Any:
             if chosen_lang in LANGS and chosen_lang != account.lang:
                 session[SESSION_LANG] = chosen_lang
             return redirect(safe_next(form.next.data, url_for("web.index")), code=303)
+        current_app.logger.warning("web login refused for %r from %s", form.username.data, request.remote_addr)
         form.password.errors = [_("Wrong username or password.")]
     return render_template("web/login.html", form=form, sso=web_settings().sso_enabled), 401
 
@@ -548,6 +549,12 @@ def reactivate(cpas: str, user: str) -> Response:
         return see_other("web.inactive_users", cpas=cpas)
     flash(_("%(name)s was reactivated, with no profile.", name=row.name or row.user), "success")
     return see_other("web.inactive_users", cpas=cpas)
+
+
+@bp.get("/<path:_anything>")
+def not_found(_anything: str) -> Response:
+    """Any other address under /ui: an HTML page, not the JSON API's envelope."""
+    abort(404)
 
 
 # -- "Mes accès" ---------------------------------------------------------------------------------------------
