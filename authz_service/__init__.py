@@ -7,7 +7,6 @@ operations routes, error handlers. Nothing is created at import time.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from typing import Any
 
@@ -47,11 +46,11 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
         doc_prefix="/docs",
     )
     app.config.update(
-        SECRET_KEY=settings.secret_key or secrets.token_hex(32),
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
     )
     service = Service(settings)
+    app.config["SECRET_KEY"] = service.session_secret()
     app.extensions["authz"] = service
     register_error_handlers(app)
     for blueprint in (decisions, users_api, admin_api):

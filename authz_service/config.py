@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     policies_dir: Path = Field(default=REPO_ROOT / "policies", description="folder of catalog.yaml")
     model_path: Path = Field(default=REPO_ROOT / "model.conf", description="the Casbin model")
     seed_dir: Path = Field(default=REPO_ROOT / "seed", description="folder of demo.yaml")
-    secret_key: str = Field(default="", description="Flask session secret; generated per process if empty")
+    secret_key: str = Field(default="", description="Flask session secret; if empty, a random one kept in the database")
     poll_interval: float = Field(default=1.0, ge=0, description="seconds between policy-version polls; 0 = off")
     max_staleness: float = Field(
         default=15.0, gt=0, description="refuse decisions (503) when the store has not answered for this long"

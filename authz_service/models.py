@@ -154,3 +154,11 @@ class CatalogState(Base):
     version: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64))
     loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ServiceSecret(Base):
+    """Secrets every worker and instance must share (the session key when AUTHZ_SECRET_KEY is unset)."""
+
+    __tablename__ = "service_secret"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))

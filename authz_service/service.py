@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -66,6 +67,20 @@ class Service:
         if cpas is not None:
             self.refresh(cpas)
             self.notifier.after_commit(cpas)
+
+    def session_secret(self) -> str:
+        """AUTHZ_SECRET_KEY, or one random key kept in the database so that every worker and instance
+        signs sessions alike (a per-process key would log users out between workers)."""
+        if self.settings.secret_key:
+            return self.settings.secret_key
+        for _ in range(3):  # two workers starting together: the loser of the insert reads the winner's
+            try:
+                with self.db.transaction() as session:
+                    return Store(session).shared_secret("session_key", lambda: secrets.token_hex(32))
+            except SQLAlchemyError as exc:
+                log.warning("could not read the shared session key: %s", str(exc).splitlines()[0])
+        log.warning("using a per-process session key: sessions will not survive a change of worker")
+        return secrets.token_hex(32)
 
     def read(self, fn: Callable[[Store], T]) -> T:
         try:

@@ -5,7 +5,7 @@ own and have known bugs; see CASBIN_NOTES.md). Casbin words stay here and in ``e
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
@@ -31,6 +31,7 @@ from .models import (
     CatalogState,
     Cpas,
     Profile,
+    ServiceSecret,
     User,
     utcnow,
 )
@@ -327,6 +328,15 @@ class Store:
         self.s.add(account)
         self.s.flush()
         return account
+
+    def shared_secret(self, name: str, make: Callable[[], str]) -> str:
+        """The named secret, created by whichever process asks first (the others read the same)."""
+        found = self.s.get(ServiceSecret, name)
+        if found is None:
+            found = ServiceSecret(name=name, value=make())
+            self.s.add(found)
+            self.s.flush()
+        return found.value
 
     def ping(self) -> None:
         self.s.execute(select(1))

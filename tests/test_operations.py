@@ -99,3 +99,18 @@ def _counter(app: Any, name: str) -> float:
 @pytest.mark.parametrize("route", ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"])
 def test_operations_routes_need_no_key(app: Any, route: str) -> None:
     assert app.test_client().get(route).status_code == 200
+
+
+def test_session_key_is_shared_by_every_worker(settings: Any, overrides: dict[str, Any]) -> None:
+    unset = {**overrides, "secret_key": ""}
+    first = create_app(unset, start_polling=False)
+    second = create_app(unset, start_polling=False)
+    try:
+        assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+        assert len(first.config["SECRET_KEY"]) == 64
+        given = create_app({**overrides, "secret_key": "from-the-environment"}, start_polling=False)
+        assert given.config["SECRET_KEY"] == "from-the-environment"
+        given.extensions["authz"].close()
+    finally:
+        first.extensions["authz"].close()
+        second.extensions["authz"].close()
