@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import unicodedata
 from typing import Annotated, Any, Literal
@@ -68,7 +69,20 @@ class Body(BaseModel):
 
 
 class Params(BaseModel):
+    """Path and query models. flask-openapi3 asks for a query model's JSON schema on every request;
+    it never changes, so it is made once per class and handed out as a copy."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        if key not in _SCHEMAS:
+            _SCHEMAS[key] = super().model_json_schema(*args, **kwargs)
+        return copy.deepcopy(_SCHEMAS[key])
+
+
+_SCHEMAS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 # -- path and query ---------------------------------------------------------------------------------

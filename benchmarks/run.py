@@ -330,6 +330,9 @@ def http() -> dict[str, Any]:
     service.close()
     key = api_key(url)
     server = Server(url, workers=2)
+    # /readyz answers as soon as one worker has its engine; let the other finish loading, then warm up
+    time.sleep(server.ready_s + 2)
+    subprocess.run(["wrk", "-t2", "-c16", "-d2s", server.base + "/healthz"], capture_output=True, check=True)
     try:
         singles = [json.dumps({"cpas": c, "user": u, "function": f}) for c, u, f in requests]
         batches = [json.dumps({"requests": [{"id": i, "cpas": c, "user": u, "function": f}
