@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .catalog import REGIONS, Catalog
+from .engine import in_language
 from .errors import (
     BuiltinProfile,
     Conflict,
@@ -43,11 +44,7 @@ def description_key(text: str | None) -> str | None:
 
 def profile_description(profile: Profile, lang: str) -> str:
     """In the reader's language, falling back to the other one."""
-    first, second = (profile.description_nl, profile.description_fr) if lang == "nl" else (
-        profile.description_fr,
-        profile.description_nl,
-    )
-    return first or second or ""
+    return in_language(profile.description_fr, profile.description_nl, lang)
 
 
 @dataclass

@@ -65,6 +65,11 @@ def check_model(path: str) -> None:
         )
 
 
+def in_language(fr: str | None, nl: str | None, lang: str) -> str:
+    """A description in the reader's language, falling back to the other one."""
+    return (nl or fr or "") if lang == "nl" else (fr or nl or "")
+
+
 class EngineUnavailable(Exception):
     """The policy is not loaded or too old to trust: no decision can be made."""
 
@@ -214,8 +219,7 @@ class CpasPolicy:
 
     def description(self, profile_id: int, lang: str) -> str:
         """In the reader's language, falling back to the other one."""
-        fr, nl = self.descriptions.get(profile_id, (None, None))
-        return (nl or fr or "") if lang == "nl" else (fr or nl or "")
+        return in_language(*self.descriptions.get(profile_id, (None, None)), lang)
 
     def view(self, user: str) -> UserView:
         return UserView(

@@ -146,28 +146,25 @@ class Service:
             return True
 
     def refresh(self, cpas: str) -> None:
-        """Rebuild one CPAS now (after this process changed it)."""
+        """Rebuild one CPAS now (after a change here, or a notification from elsewhere)."""
+        if self.engine.current() is None:  # nothing loaded yet: load everything
+            self.sync()
+            return
         with self.engine.build_lock:
             current = self.engine.current()
-            if current is None:
-                pass
-            else:
-                try:
-                    with self.db.reading() as session:
-                        built = Store(session).cpas_policy(cpas, current.rules)
-                except SQLAlchemyError:
-                    log.warning("refresh of %s failed; the poller will retry", cpas)
-                    return
-                policies = dict(current.policies)
-                if built is None:
-                    policies.pop(cpas, None)
-                else:
-                    policies[cpas] = built
-                self.engine.install(
-                    Snapshot(rules=current.rules, catalog_digest=current.catalog_digest, policies=policies)
-                )
+            assert current is not None  # only sync() installs, and never uninstalls
+            try:
+                with self.db.reading() as session:
+                    built = Store(session).cpas_policy(cpas, current.rules)
+            except SQLAlchemyError:
+                log.warning("refresh of %s failed; the poller will retry", cpas)
                 return
-        self.sync()
+            policies = dict(current.policies)
+            if built is None:
+                policies.pop(cpas, None)
+            else:
+                policies[cpas] = built
+            self.engine.install(Snapshot(rules=current.rules, catalog_digest=current.catalog_digest, policies=policies))
 
     def start_polling(self) -> None:
         """The poller (safety net) and the change listener; call once per process, after fork."""
