@@ -144,6 +144,9 @@ class AdminAccount(Base):
     lang: Mapped[str] = mapped_column(String(2), default="fr")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # consecutive wrong passwords, and until when the account refuses every sign-in after too many
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class CatalogState(Base):

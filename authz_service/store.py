@@ -321,8 +321,9 @@ class Store:
     def api_key_by_prefix(self, prefix: str) -> ApiKey | None:
         return self.s.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
 
-    def admin_by_username(self, username: str) -> AdminAccount | None:
-        return self.s.scalar(select(AdminAccount).where(AdminAccount.username == username))
+    def admin_by_username(self, username: str, *, lock: bool = False) -> AdminAccount | None:
+        query = select(AdminAccount).where(AdminAccount.username == username)
+        return self.s.scalar(query.with_for_update() if lock else query)
 
     def add_admin(self, account: AdminAccount) -> AdminAccount:
         self.s.add(account)

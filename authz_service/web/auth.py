@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -64,13 +65,39 @@ def service() -> Service:
     return current_app.extensions["authz"]
 
 
+MAX_FAILED_LOGINS = 5
+LOCK_MINUTES = 15
+
+
+class AccountLocked(Exception):
+    """Too many wrong passwords in a row: the account refuses every sign-in for a while."""
+
+
 def check_password(username: str, password: str) -> AdminAccount | None:
-    """The active account whose password this is, else None (same cost either way)."""
-    account = service().read(lambda store: store.admin_by_username(username.strip()))
-    if account is None or not account.active:
-        verify_password(_dummy_account(), password)
+    """The active account whose password this is, else None (same cost either way). After
+    MAX_FAILED_LOGINS wrong passwords in a row the account is locked for LOCK_MINUTES (AccountLocked),
+    in the database, so every worker and instance agrees; a right password resets the count."""
+    with service().admin("web:login") as admin:
+        account = admin.store.admin_by_username(username.strip(), lock=True)  # counts add up under load
+        if account is None or not account.active:
+            verify_password(_dummy_account(), password)
+            return None
+        now = datetime.now(UTC)
+        if account.locked_until is not None and _aware(account.locked_until) > now:
+            raise AccountLocked(account.username)
+        if verify_password(account, password):
+            account.failed_logins, account.locked_until = 0, None
+            return account
+        account.failed_logins += 1
+        if account.failed_logins >= MAX_FAILED_LOGINS:
+            account.failed_logins, account.locked_until = 0, now + timedelta(minutes=LOCK_MINUTES)
+            admin.store.audit(None, "web:login", "admin.locked", f"admin:{account.username}", None,
+                              {"minutes": LOCK_MINUTES, "from": request.remote_addr})
         return None
-    return account if verify_password(account, password) else None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite drops the zone
 
 
 def local_identity(account: AdminAccount) -> Identity:

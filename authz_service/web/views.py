@@ -40,6 +40,7 @@ from . import queries
 from .auth import (
     LANGS,
     SESSION_ACCOUNT,
+    AccountLocked,
     Identity,
     check_password,
     current_identity,
@@ -211,7 +212,13 @@ def login() -> Any:
         form.next.data = request.args.get("next", "")
         return render_template("web/login.html", form=form, sso=web_settings().sso_enabled)
     if form.validate():
-        account = check_password(form.username.data or "", form.password.data or "")
+        try:
+            account = check_password(form.username.data or "", form.password.data or "")
+        except AccountLocked:
+            current_app.logger.warning("web login refused for locked %r from %s", form.username.data,
+                                       request.remote_addr)
+            form.password.errors = [_("Too many wrong passwords: this account is locked for a quarter of an hour.")]
+            return render_template("web/login.html", form=form, sso=web_settings().sso_enabled), 429
         if account is not None:
             chosen_lang = session.get(SESSION_LANG)
             session.clear()  # a new session: no fixation
