@@ -6,7 +6,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import yaml
@@ -17,7 +17,7 @@ from .admin import Admin
 from .config import Settings, load_settings
 from .db import Database
 from .errors import ServiceError
-from .models import AdminAccount
+from .models import AdminAccount, iso, utcnow
 from .schemas import parse_kbo
 from .security import hash_password, new_api_key, parse_scopes
 from .store import Store
@@ -107,7 +107,7 @@ def main() -> None:
     """Authorization service for CPAS/OCMW applications (settings from AUTHZ_* variables)."""
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
 
@@ -162,6 +162,48 @@ def create_api_key_cmd(name: str, scopes: str, cpas_list: tuple[str, ...]) -> No
         database.dispose()
     click.echo(f"API key '{name}' (scopes {','.join(scope_list)}; CPAS {', '.join(limited) if limited else 'all'}):")
     click.echo(key)
+
+
+@main.command("list-api-keys")
+def list_api_keys_cmd() -> None:
+    """List API keys (never their secret): prefix, name, scopes, CPAS, created, revoked."""
+    settings = load_settings()
+    database = Database(settings.database_url)
+    try:
+        with database.reading() as session:
+            keys = Store(session).api_keys()
+    finally:
+        database.dispose()
+    for key in keys:
+        click.echo(
+            f"{key.prefix}  {key.name:<20}  {key.scopes:<20}  {','.join(key.cpas) if key.cpas else 'all CPAS':<24}  "
+            f"created {iso(key.created_at)}" + (f"  REVOKED {iso(key.revoked_at)}" if key.revoked_at else "")
+        )
+
+
+@main.command("revoke-api-key")
+@click.argument("prefix")
+def revoke_api_key_cmd(prefix: str) -> None:
+    """Revoke the API key whose prefix (the part after azk_) is PREFIX; servers stop accepting it within
+    10 seconds (their key cache)."""
+    settings = load_settings()
+    database = Database(settings.database_url)
+    try:
+        with database.transaction() as session:
+            store = Store(session)
+            key = store.api_key_by_prefix(prefix.removeprefix("azk_").split("_")[0])
+            if key is None:
+                _fail(f"no API key with prefix {prefix}")
+            if key.revoked_at is not None:
+                click.echo(f"API key {key.prefix} ('{key.name}') was already revoked")
+                return
+            key.revoked_at = utcnow()
+            store.audit(None, "cli", "api_key.revoke", f"api_key:{key.name}", {"prefix": key.prefix},
+                        {"prefix": key.prefix, "revoked": True})
+            name = key.name
+    finally:
+        database.dispose()
+    click.echo(f"API key {prefix} ('{name}') revoked")
 
 
 @main.command("create-admin")

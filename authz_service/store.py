@@ -318,6 +318,9 @@ class Store:
         self.s.flush()
         return key
 
+    def api_keys(self) -> Sequence[ApiKey]:
+        return self.s.scalars(select(ApiKey).order_by(ApiKey.id)).all()
+
     def api_key_by_prefix(self, prefix: str) -> ApiKey | None:
         return self.s.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
 
