@@ -21,7 +21,7 @@ run: venv
 	$(BIN)/authz-service init-db
 	$(BIN)/authz-service seed-demo
 	@echo "demo-password" | $(BIN)/authz-service create-admin --username demo --cpas $(DEMO_CPAS) --if-missing
-	@echo "Admin login (web UI, later): demo / demo-password"
+	@echo "Admin web UI: http://127.0.0.1:8000/ui  (sign in as demo / demo-password)"
 	@$(BIN)/authz-service create-api-key --name demo --scopes enforce,users,admin --cpas $(DEMO_CPAS)
 	@echo "Try: curl -s -H \"Authorization: Bearer <the key above>\" -H 'Content-Type: application/json' \\"
 	@echo "       -d '{\"cpas\": \"$(DEMO_CPAS)\", \"user\": \"85073003328\", \"function\": \"dossier.search\"}' http://127.0.0.1:8000/enforce"
