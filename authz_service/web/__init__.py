@@ -11,15 +11,40 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Flask, Response, redirect, url_for
+from flask import Flask, Response, redirect, request, url_for
 from flask_babel import Babel
+from flask_wtf.csrf import validate_csrf
+from wtforms import ValidationError
 
+from ..errors import Forbidden
+from ..security import Principal
 from ..service import Service
-from .auth import SessionInterface
+from .auth import SessionInterface, current_identity
 from .i18n import prepare_translations, select_locale
 from .settings import load_web_settings
 
 __all__ = ["init_app"]
+
+
+def session_principal() -> Principal | None:
+    """The signed-in manager or operator as a principal of the JSON admin API, or None. A change
+    (any method but GET/HEAD/OPTIONS) must carry the session's CSRF token in X-CSRFToken, as the UI's
+    forms carry it in their fields: a cookie alone never authorizes a change."""
+    who = current_identity()
+    if who is None:
+        return None
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        try:
+            validate_csrf(request.headers.get("X-CSRFToken"))
+        except ValidationError:
+            raise Forbidden(
+                "a change made with the admin session needs the session's CSRF token in X-CSRFToken"
+            ) from None
+    return Principal(
+        name=who.actor,
+        scopes=frozenset({"admin"}) if who.manager or who.operator else frozenset(),
+        cpas=None if who.operator else frozenset(who.cpas),
+    )
 
 
 def init_app(app: Flask, service: Service) -> None:
@@ -42,6 +67,7 @@ def init_app(app: Flask, service: Service) -> None:
 
     csrf.init_app(app)
     app.register_blueprint(bp)
+    app.extensions["authz_session_principal"] = session_principal
 
     def root() -> Response:
         return redirect(url_for("web.index"))  # type: ignore[return-value]
