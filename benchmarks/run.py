@@ -386,7 +386,12 @@ def cerbos_http(service: Any, requests: list[tuple[str, str, str]]) -> dict[str,
 
 
 # -- propagation ----------------------------------------------------------------------------------------
-def propagation(changes: int = 100) -> dict[str, Any]:
+def propagation() -> dict[str, Any]:
+    """Both carriers, each over 100 changes."""
+    return {carrier: propagation_over(carrier) for carrier in ("redis", "postgres")}
+
+
+def propagation_over(carrier: str, changes: int = 100) -> dict[str, Any]:
     from sqlalchemy import create_engine, text
 
     from authz_service.catalog import load_catalog
@@ -412,7 +417,9 @@ def propagation(changes: int = 100) -> dict[str, Any]:
     function = sorted(service.read(lambda store: store.profile_functions(cpas, profile.id)))[0]
     service.close()
     key = api_key(url)
-    env = {"AUTHZ_REDIS_URL": REDIS_URL, "AUTHZ_NOTIFY": "redis", "AUTHZ_POLL_INTERVAL": "5"}
+    env = {"AUTHZ_NOTIFY": carrier, "AUTHZ_POLL_INTERVAL": "5"}
+    if carrier == "redis":
+        env["AUTHZ_REDIS_URL"] = REDIS_URL
     first, second = Server(url, workers=1, env=env), Server(url, workers=1, env=env)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
@@ -440,7 +447,7 @@ def propagation(changes: int = 100) -> dict[str, Any]:
         with admin_engine.connect() as conn:
             conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
         admin_engine.dispose()
-    return {"changes": changes, "p50_ms": pct(delays, 0.5), "p99_ms": pct(delays, 0.99), "carrier": "redis"}
+    return {"changes": changes, "p50_ms": pct(delays, 0.5), "p99_ms": pct(delays, 0.99), "carrier": carrier}
 
 
 # -- admin writes ---------------------------------------------------------------------------------------
@@ -510,8 +517,7 @@ def table(results: dict[str, Any]) -> str:
                     f"batch decisions/s {h['batch_decisions_per_s']:.0f}")
     elif h:
         rows.append(f"http: {h.get('skipped')}")
-    if "propagation" in results:
-        p = results["propagation"]
+    for p in results.get("propagation", {}).values():
         rows.append(f"propagation ({p['carrier']}, {p['changes']} changes): p50 {p['p50_ms']:.0f} ms, "
                     f"p99 {p['p99_ms']:.0f} ms")
     if "writes" in results:
