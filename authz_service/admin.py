@@ -117,10 +117,7 @@ class Admin:
 
     def get_profile(self, cpas: str, profile_id: int) -> Profile:
         self.require_cpas(cpas)
-        profile = self.store.get_profile(cpas, profile_id)
-        if profile is None:
-            raise NotFound(f"profile {profile_id} does not exist in CPAS {cpas}")
-        return profile
+        return require_profile(self.store, cpas, profile_id)
 
     def _check_functions(self, codes: Iterable[str]) -> list[str]:
         codes = list(dict.fromkeys(codes))
@@ -284,10 +281,7 @@ class Admin:
 
     def get_user(self, cpas: str, user: str) -> User:
         self.require_cpas(cpas)
-        row = self.store.get_user(cpas, user)
-        if row is None:
-            raise NotFound(f"user {user} has never logged in to CPAS {cpas}")
-        return row
+        return require_user(self.store, cpas, user)
 
     def user_seen(self, cpas: str, user: str, *, name: str, lang: str) -> tuple[User, bool]:
         """Called by applications at login. Returns (user, created). Inactive users stay inactive."""
@@ -341,6 +335,34 @@ class Admin:
         self.store.s.flush()
         self.store.audit(cpas, self.actor, "user.reactivate", f"user:{user}", before, self.user_snapshot(row))
         return row
+
+
+def require_profile(store: Store, cpas: str, profile_id: int) -> Profile:
+    profile = store.get_profile(cpas, profile_id)
+    if profile is None:
+        raise NotFound(f"profile {profile_id} does not exist in CPAS {cpas}")
+    return profile
+
+
+def require_user(store: Store, cpas: str, user: str) -> User:
+    row = store.get_user(cpas, user)
+    if row is None:
+        raise NotFound(f"user {user} has never logged in to CPAS {cpas}")
+    return row
+
+
+def users_with_profiles(
+    store: Store, cpas: str, lang: str, *, active: bool, page: int, per_page: int, search: str | None
+) -> tuple[list[tuple[User, list[tuple[int, str]]]], int]:
+    """One page of the CPAS's users, each with its profiles (id, description in the reader's language)."""
+    rows, total = store.users_page(cpas, active=active, page=page, per_page=per_page, search=search)
+    profiles = {p.id: p for p in store.profiles(cpas)}
+    assigned = store.assignments(cpas, [r.user for r in rows])
+    items = [
+        (r, [(i, profile_description(profiles[i], lang)) for i in assigned.get(r.user, []) if i in profiles])
+        for r in rows
+    ]
+    return items, total
 
 
 def cpas_snapshot(row: Cpas) -> dict[str, Any]:

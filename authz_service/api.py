@@ -12,7 +12,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import ValidationError
 
 from . import metrics
-from .admin import Admin, cpas_snapshot, profile_description
+from .admin import Admin, cpas_snapshot, profile_description, users_with_profiles
 from .engine import CpasPolicy
 from .errors import InvalidRequest, PayloadTooLarge, ServiceError, UnknownCpas, UnknownFunction, envelope
 from .models import iso
@@ -308,16 +308,13 @@ def list_users(path: CpasPath, query: UsersQuery) -> Response:
     def run(store: Store) -> dict[str, Any]:
         admin = Admin(store, service().catalog, principal().name)
         admin.require_cpas(path.cpas)
-        rows, total = store.users_page(path.cpas, active=query.status == "active", page=query.page,
-                                       per_page=query.per_page, search=query.q)
-        profiles = {p.id: p for p in store.profiles(path.cpas)}
-        assigned = store.assignments(path.cpas, [r.user for r in rows])
+        rows, total = users_with_profiles(store, path.cpas, query.lang, active=query.status == "active",
+                                          page=query.page, per_page=query.per_page, search=query.q)
         return {
             "items": [
                 {"user": r.user, "name": r.name, "lang": r.lang, "active": r.active,
-                 "profiles": [{"id": i, "description": profile_description(profiles[i], query.lang)}
-                              for i in assigned.get(r.user, []) if i in profiles]}
-                for r in rows
+                 "profiles": [{"id": i, "description": d} for i, d in profiles]}
+                for r, profiles in rows
             ],
             "page": query.page,
             "per_page": query.per_page,

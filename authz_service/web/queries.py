@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Select, func, select
 
-from ..admin import profile_description
-from ..errors import NotFound, UnknownCpas
-from ..models import AuditEntry, Cpas, Profile, User
+from ..admin import profile_description, require_profile, users_with_profiles
+from ..errors import UnknownCpas
+from ..models import AuditEntry, Cpas, Profile
 from ..store import Store
 
 T = TypeVar("T")
@@ -110,31 +110,17 @@ def profile_rows(store: Store, cpas: str, lang: str) -> list[ProfileRow]:
 
 
 def profile_row(store: Store, cpas: str, profile_id: int, lang: str) -> ProfileRow:
-    profile = store.get_profile(cpas, profile_id)
-    if profile is None:
-        raise NotFound(f"profile {profile_id} does not exist in CPAS {cpas}")
-    return _profile_row(profile, lang)
+    return _profile_row(require_profile(store, cpas, profile_id), lang)
 
 
 def users_page(
     store: Store, cpas: str, lang: str, *, active: bool, page: int, per_page: int, q: str = ""
 ) -> Page[UserRow]:
-    rows, total = store.users_page(cpas, active=active, page=page, per_page=per_page, search=q or None)
-    descriptions = {p.id: profile_description(p, lang) for p in store.profiles(cpas)}
-    assigned = store.assignments(cpas, [r.user for r in rows])
-    items = [
-        UserRow(r.user, r.name or r.user, r.active,
-                sorted((descriptions[i] for i in assigned.get(r.user, []) if i in descriptions), key=str.casefold))
-        for r in rows
-    ]
+    rows, total = users_with_profiles(store, cpas, lang, active=active, page=page, per_page=per_page,
+                                      search=q or None)
+    items = [UserRow(r.user, r.name or r.user, r.active, sorted((d for _, d in profiles), key=str.casefold))
+             for r, profiles in rows]
     return Page(items, page, per_page, total)
-
-
-def get_user(store: Store, cpas: str, user: str) -> User:
-    row = store.get_user(cpas, user)
-    if row is None:
-        raise NotFound(f"user {user} has never logged in to CPAS {cpas}")
-    return row
 
 
 def profile_closure(store: Store, cpas: str, profile_id: int) -> set[str]:

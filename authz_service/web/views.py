@@ -31,7 +31,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from ..admin import profile_description
+from ..admin import profile_description, require_user
 from ..errors import Conflict, ServiceError
 from ..models import iso
 from ..service import Service
@@ -484,7 +484,7 @@ def profile_delete(cpas: str, profile_id: int) -> Any:
 @bp.route("/cpas/<cpas>/users/<user>/profiles", methods=["GET", "POST"])
 def assign(cpas: str, user: str) -> Any:
     info = require_manager(cpas)
-    row = read(lambda s: queries.get_user(s, cpas, user))
+    row = read(lambda s: require_user(s, cpas, user))
     form = ActionForm()
     if request.method == "POST":
         try:
@@ -521,14 +521,14 @@ def _access_page(cpas: str, user_id: str, name: str, *, mine: bool, info: querie
 @bp.get("/cpas/<cpas>/users/<user>/print")
 def user_print(cpas: str, user: str) -> str:
     info = require_manager(cpas)
-    row = read(lambda s: queries.get_user(s, cpas, user))
+    row = read(lambda s: require_user(s, cpas, user))
     return _access_page(cpas, user, row.name or row.user, mine=False, info=info)
 
 
 @bp.route("/cpas/<cpas>/users/<user>/deactivate", methods=["GET", "POST"])
 def deactivate(cpas: str, user: str) -> Any:
     info = require_manager(cpas)
-    row = read(lambda s: queries.get_user(s, cpas, user))
+    row = read(lambda s: require_user(s, cpas, user))
     form = ActionForm()
     if request.method == "GET":
         return render_template("web/confirm.html", info=info, form=form, kind="deactivate",
@@ -547,7 +547,7 @@ def deactivate(cpas: str, user: str) -> Any:
 @bp.post("/cpas/<cpas>/users/<user>/reactivate")
 def reactivate(cpas: str, user: str) -> Response:
     require_manager(cpas)
-    row = read(lambda s: queries.get_user(s, cpas, user))
+    row = read(lambda s: require_user(s, cpas, user))
     try:
         with svc().admin(identity().actor, cpas) as admin:
             admin.reactivate_user(cpas, user)
