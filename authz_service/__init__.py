@@ -14,7 +14,7 @@ from flask import Response, g, jsonify, render_template_string, request
 from flask_openapi3 import Info, OpenAPI
 
 from .config import load_settings
-from .errors import register_error_handlers
+from .errors import ServiceError, register_error_handlers
 from .service import Service
 
 __all__ = ["create_app"]
@@ -34,6 +34,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
     from . import metrics
     from .api import admin_api, decisions, users_api, validation_error_response
     from .fastpath import EnforceFastPath
+    from .inputs import install as install_input_guards
 
     settings = load_settings(overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -50,7 +51,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
         JSON_SORT_KEYS=False,
     )
     service = Service(settings)
-    app.config["SECRET_KEY"] = service.session_secret()
+    app.config["SECRET_KEY"] = settings.secret_key or None  # else the database's, read lazily by the web UI
     app.extensions["authz"] = service
     register_error_handlers(app)
     for blueprint in (decisions, users_api, admin_api):
@@ -73,13 +74,19 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
 
     @app.get("/readyz", doc_ui=False)
     def readyz() -> Response:
-        problems = []
+        """Ready when the store answers (within AUTHZ_STORE_TIMEOUT) and the policy is loaded and fresh.
+        Problems are fixed sentences; what the driver said (hosts, ports, errors) goes to the log."""
+        problems: list[str] = []
         try:
             service.read(lambda store: store.ping())
-        except Exception as exc:  # the store is down: not ready
-            problems.append(str(exc))
+        except ServiceError as err:  # the store does not answer or cannot be reached: not ready
+            problems.append(err.message)
+        except Exception:
+            logging.getLogger(__name__).exception("readiness check")
+            problems.append("the policy store is unavailable")
         if not service.engine.loaded:
-            problems.append(service.last_error or "the policy is not loaded")
+            last = service.last_error or ""
+            problems.append(last if "init-db" in last else "the policy is not loaded")
         elif service.engine.seconds_since_sync() > settings.max_staleness:
             problems.append("the policy has not been refreshed recently")
         if problems:
@@ -116,6 +123,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
+    install_input_guards(app, settings.max_body_bytes)  # JSON, control characters, chunked bodies
     app.wsgi_app = EnforceFastPath(app.wsgi_app, service)  # type: ignore[method-assign]
     service.sync()
     if start_polling:

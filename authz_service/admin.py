@@ -39,7 +39,12 @@ IN_USE_NL = (
 
 
 def description_key(text: str | None) -> str | None:
-    return " ".join(text.split()).casefold() if text else None
+    """What must be unique among a CPAS's descriptions (key_fr/key_nl and their unique constraints):
+    NFKC + case folding + invisible characters dropped + white space collapsed (inputs.comparison_key),
+    so that "Full", "FULL ", "Ｆｕｌｌ" and "Full" + U+200B are one description. None for no text."""
+    from .inputs import comparison_key  # here, not at the top: this module's imports stay as they are
+
+    return (comparison_key(text) or None) if text else None
 
 
 def profile_description(profile: Profile, lang: str) -> str:
@@ -53,6 +58,19 @@ class Admin:
     catalog: Catalog
     actor: str
     max_inclusion_depth: int = 5
+    # the CPAS's new policy version once a use case changed it (the consistency token of its answer)
+    policy_version: int | None = None
+
+    def _lock(self, cpas: str) -> Cpas:
+        """Every change of a CPAS starts here: bump its policy version, which also takes the CPAS's write
+        lock (a row lock on PostgreSQL, the database lock on SQLite), so that whatever the use case reads
+        next (a user's active flag, a profile's version, whether it still exists) cannot change under it.
+        UnknownCpas if there is no such CPAS."""
+        version = self.store.bump_version(cpas)
+        if not version:
+            raise UnknownCpas(f"CPAS {cpas} is not known to the service")
+        self.policy_version = version
+        return self.require_cpas(cpas)
 
     # -- CPAS ----------------------------------------------------------------------------------------
     def require_cpas(self, cpas: str) -> Cpas:
@@ -69,6 +87,8 @@ class Admin:
         row = Cpas(id=cpas, name_fr=name_fr.strip(), name_nl=name_nl.strip(), region=region, policy_version=1)
         self.store.s.add(row)
         self.store.s.flush()
+        self.store.announce(cpas)
+        self.policy_version = row.policy_version
         builtin = self.store.add_profile(
             Profile(
                 cpas_id=cpas,
@@ -185,8 +205,7 @@ class Admin:
         functions: Iterable[str],
         includes: Iterable[int] = (),
     ) -> Profile:
-        self.require_cpas(cpas)
-        self.store.bump_version(cpas)  # first: serializes writers of this CPAS
+        self._lock(cpas)
         codes = self._check_functions(functions)
         self._check_descriptions(cpas, description_fr, description_nl, None)
         included = self._check_includes(cpas, None, includes)
@@ -218,9 +237,8 @@ class Admin:
         functions: Iterable[str] | None,
         includes: Iterable[int] | None,
     ) -> Profile:
-        profile = self.get_profile(cpas, profile_id)
-        self.store.bump_version(cpas)
-        self.store.s.refresh(profile)
+        self._lock(cpas)
+        profile = require_profile(self.store, cpas, profile_id)
         if profile.version != version:
             raise Conflict(
                 f"profile {profile_id} was changed by someone else (version {profile.version}, "
@@ -250,10 +268,10 @@ class Admin:
         return profile
 
     def delete_profile(self, cpas: str, profile_id: int) -> None:
-        profile = self.get_profile(cpas, profile_id)
+        self._lock(cpas)
+        profile = require_profile(self.store, cpas, profile_id)
         if profile.builtin:
             raise BuiltinProfile("the built-in profile cannot be deleted")
-        self.store.bump_version(cpas)
         users = self.store.profile_users(cpas, profile_id)
         if users:
             raise ProfileInUse(IN_USE_FR, {"message_nl": IN_USE_NL, "users": [u.user for u in users]})
@@ -285,11 +303,12 @@ class Admin:
 
     def user_seen(self, cpas: str, user: str, *, name: str, lang: str) -> tuple[User, bool]:
         """Called by applications at login. Returns (user, created). Inactive users stay inactive."""
-        self.require_cpas(cpas)
+        if self.store.lock_cpas(cpas) is None:  # two first logins of one user: the second waits, sees the first
+            raise UnknownCpas(f"CPAS {cpas} is not known to the service")
         row = self.store.get_user(cpas, user)
         name = " ".join(name.split())
         if row is None:
-            self.store.bump_version(cpas)
+            self._lock(cpas)
             row = self.store.add_user(User(cpas_id=cpas, user=user, name=name, lang=lang, active=True))
             self.store.audit(cpas, self.actor, "user.first_login", f"user:{user}", None, self.user_snapshot(row))
             return row, True
@@ -303,8 +322,8 @@ class Admin:
         return row, False
 
     def set_user_profiles(self, cpas: str, user: str, profile_ids: Iterable[int]) -> User:
-        row = self.get_user(cpas, user)
-        self.store.bump_version(cpas)
+        self._lock(cpas)
+        row = require_user(self.store, cpas, user)
         if not row.active:
             raise Conflict(f"user {user} is inactive; reactivate them before assigning profiles")
         ids = sorted(set(profile_ids))
@@ -317,8 +336,8 @@ class Admin:
         return row
 
     def deactivate_user(self, cpas: str, user: str) -> User:
-        row = self.get_user(cpas, user)
-        self.store.bump_version(cpas)
+        self._lock(cpas)
+        row = require_user(self.store, cpas, user)
         before = self.user_snapshot(row)
         self.store.set_user_profiles(cpas, user, ())
         row.active = False
@@ -327,8 +346,8 @@ class Admin:
         return row
 
     def reactivate_user(self, cpas: str, user: str) -> User:
-        row = self.get_user(cpas, user)
-        self.store.bump_version(cpas)
+        self._lock(cpas)
+        row = require_user(self.store, cpas, user)
         before = self.user_snapshot(row)
         self.store.set_user_profiles(cpas, user, ())
         row.active = True

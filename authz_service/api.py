@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Mapping
@@ -14,7 +15,15 @@ from pydantic import ValidationError
 from . import metrics
 from .admin import Admin, cpas_snapshot, profile_description, users_with_profiles
 from .engine import CpasPolicy
-from .errors import InvalidRequest, PayloadTooLarge, ServiceError, UnknownCpas, UnknownFunction, envelope
+from .errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    ServiceError,
+    Unavailable,
+    UnknownCpas,
+    UnknownFunction,
+    envelope,
+)
 from .models import iso
 from .schemas import (
     AuditQuery,
@@ -25,6 +34,7 @@ from .schemas import (
     EnforceRequest,
     EnforceResponse,
     ErrorResponse,
+    FunctionsQuery,
     LangQuery,
     ProfileCreate,
     ProfilePath,
@@ -38,7 +48,7 @@ from .schemas import (
     UsersQuery,
 )
 from .security import Principal
-from .service import Service
+from .service import Service, VersionNotReached
 from .store import Store, policy_csv
 
 SECURITY: list[dict[str, list[str]]] = [{"api_key": []}]
@@ -88,11 +98,16 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 # -- decisions ----------------------------------------------------------------------------------------
-def _decide(svc: Service, policies: Mapping[str, CpasPolicy], req: EnforceRequest) -> dict[str, Any]:
-    """One decision on the given snapshot, as the JSON body of API.md."""
+def _check(svc: Service, req: EnforceRequest) -> None:
     principal().require_cpas(req.cpas)
     if req.function not in svc.catalog:
         raise UnknownFunction(f"unknown function code: {req.function}", {"function": req.function})
+
+
+def _decide(svc: Service, policies: Mapping[str, CpasPolicy], req: EnforceRequest) -> dict[str, Any]:
+    """One decision on the given policies (each already current, see Service.fresh_policy), as the JSON
+    body of API.md."""
+    _check(svc, req)
     policy = policies.get(req.cpas)
     if policy is None:
         raise UnknownCpas(f"CPAS {req.cpas} is not known to the service")
@@ -105,7 +120,8 @@ def _decide(svc: Service, policies: Mapping[str, CpasPolicy], req: EnforceReques
 def enforce(body: EnforceRequest) -> Response:
     """May this user use this function in this CPAS? A deny is a normal 200."""
     svc = service()
-    return _json(_decide(svc, svc.snapshot().policies, body))
+    _check(svc, body)
+    return _json(_decide(svc, {body.cpas: svc.policy(body.cpas, body.min_policy_version)}, body))
 
 
 @decisions.post("/enforce/batch", responses={200: BatchResponse, 413: ErrorResponse})
@@ -116,11 +132,9 @@ def enforce_batch(body: BatchRequest) -> Response:
         raise PayloadTooLarge(
             f"a batch holds at most {svc.settings.batch_limit} requests ({len(body.requests)} sent)"
         )
-    policies = svc.snapshot().policies  # one snapshot for the whole batch
-    results: list[dict[str, Any]] = []
-    versions: set[int] = set()
+    parsed: list[EnforceRequest | ServiceError] = []
+    wanted: dict[str, int] = {}  # CPAS -> the highest min_policy_version asked of it
     for item in body.requests:
-        item_id = item.get("id") if isinstance(item, dict) else None
         try:
             if not isinstance(item, dict):
                 raise InvalidRequest("each request must be an object")
@@ -128,6 +142,31 @@ def enforce_batch(body: BatchRequest) -> Response:
                 req = EnforceRequest.model_validate({k: v for k, v in item.items() if k != "id"})
             except ValidationError as exc:
                 raise InvalidRequest(_first_error(exc), _errors(exc)) from None
+            _check(svc, req)
+            wanted[req.cpas] = max(wanted.get(req.cpas, 0), req.min_policy_version)
+            parsed.append(req)
+        except ServiceError as err:
+            parsed.append(err)
+    for cpas, minimum in wanted.items():
+        # on VersionNotReached the store's newest is in the snapshot: the items that asked for more get a 503
+        with contextlib.suppress(VersionNotReached):
+            svc.fresh_policy(cpas, minimum)
+    policies = svc.snapshot().policies  # one snapshot for the whole batch
+    results: list[dict[str, Any]] = []
+    versions: set[int] = set()
+    for item, req_or_error in zip(body.requests, parsed, strict=True):
+        item_id = item.get("id") if isinstance(item, dict) else None
+        try:
+            if isinstance(req_or_error, ServiceError):
+                raise req_or_error
+            req = req_or_error
+            policy = policies.get(req.cpas)
+            if policy is not None and policy.version < req.min_policy_version:
+                raise Unavailable(
+                    f"policy version {req.min_policy_version} of CPAS {req.cpas} is not available here yet "
+                    f"(this instance has version {policy.version}); retry shortly",
+                    {"policy_version": policy.version, "min_policy_version": req.min_policy_version},
+                )
             result = {"id": item_id, **_decide(svc, policies, req)}
             versions.add(result["policy_version"])
         except ServiceError as err:
@@ -138,11 +177,11 @@ def enforce_batch(body: BatchRequest) -> Response:
 
 
 @decisions.get("/cpas/<cpas>/users/<user>/functions", responses={200: UserFunctionsResponse})
-def user_functions(path: UserPath, query: LangQuery) -> Response:
+def user_functions(path: UserPath, query: FunctionsQuery) -> Response:
     """The user's effective functions (hierarchy and prerequisites applied), with an ETag."""
     svc = service()
     principal().require_cpas(path.cpas)
-    policy = svc.policy(path.cpas)
+    policy = svc.policy(path.cpas, query.min_policy_version)
     view = policy.view(path.user)
     body = {
         "cpas": path.cpas,
@@ -175,7 +214,7 @@ def user_seen(path: UserPath, body: UserSeen) -> Response:
     with svc.admin(principal().name, path.cpas) as admin:
         row, created = admin.user_seen(path.cpas, path.user, name=body.name, lang=body.lang)
         result = _user_json(admin, row, body.lang)
-    return _json(result, 201 if created else 200)
+    return _changed(result, 201 if created else 200)
 
 
 def _user_json(admin: Admin, row: Any, lang: str) -> dict[str, Any]:
@@ -187,7 +226,24 @@ def _user_json(admin: Admin, row: Any, lang: str) -> dict[str, Any]:
         "lang": row.lang,
         "active": row.active,
         "profiles": [{"id": i, "description": profile_description(profiles[i], lang)} for i in ids if i in profiles],
+        "policy_version": _version(admin, row.cpas_id),
     }
+
+
+def _version(admin: Admin, cpas: str) -> int:
+    """The CPAS's policy version: the one this request's change made, else the store's."""
+    if admin.policy_version is not None:
+        return admin.policy_version
+    return admin.store.versions_of([cpas]).get(cpas, 0)
+
+
+def _changed(body: Any, status: int = 200, version: int | None = None) -> Response:
+    """A change's answer: its consistency token in the body (when it has one) and in X-Policy-Version."""
+    response = _json(body, status) if body is not None else Response(status=status)
+    version = version if version is not None else (body or {}).get("policy_version")
+    if version is not None:
+        response.headers["X-Policy-Version"] = str(version)
+    return response
 
 
 # -- administration -----------------------------------------------------------------------------------
@@ -220,8 +276,8 @@ def create_cpas(body: CpasCreate) -> Response:
     principal().require_operator()
     with service().admin(principal().name, body.cpas) as admin:
         row = admin.create_cpas(body.cpas, body.name_fr, body.name_nl, body.region)
-        result = cpas_snapshot(row)
-    return _json(result, 201)
+        result = {**cpas_snapshot(row), "policy_version": admin.policy_version}
+    return _changed(result, 201)
 
 
 def _profile_json(admin: Admin, profile: Any, *, full: bool) -> dict[str, Any]:
@@ -238,6 +294,7 @@ def _profile_json(admin: Admin, profile: Any, *, full: bool) -> dict[str, Any]:
         body["includes"] = store.profile_includes(profile.cpas_id, profile.id)
         body["users"] = [{"user": u.user, "name": u.name} for u in store.profile_users(profile.cpas_id, profile.id)]
         body["missing_prerequisites"] = admin.catalog.missing_prerequisites(body["functions"])
+        body["policy_version"] = _version(admin, profile.cpas_id)
     return body
 
 
@@ -266,7 +323,7 @@ def create_profile(path: CpasPath, body: ProfileCreate) -> Response:
                                        description_nl=body.description_nl, functions=body.functions,
                                        includes=body.includes)
         result = _profile_json(admin, profile, full=True)
-    response = _json(result, 201)
+    response = _changed(result, 201)
     response.headers["Location"] = f"/cpas/{path.cpas}/profiles/{result['id']}"
     return response
 
@@ -290,7 +347,7 @@ def update_profile(path: ProfilePath, body: ProfileUpdate) -> Response:
                                        description_fr=body.description_fr, description_nl=body.description_nl,
                                        functions=body.functions, includes=body.includes)
         result = _profile_json(admin, profile, full=True)
-    return _json(result)
+    return _changed(result)
 
 
 @admin_api.delete("/cpas/<cpas>/profiles/<int:profile_id>", responses={204: None, 409: ErrorResponse})
@@ -298,7 +355,7 @@ def delete_profile(path: ProfilePath) -> Response:
     principal().require_cpas(path.cpas)
     with service().admin(principal().name, path.cpas) as admin:
         admin.delete_profile(path.cpas, path.profile_id)
-    return Response(status=204)
+    return _changed(None, 204, admin.policy_version)
 
 
 @admin_api.get("/cpas/<cpas>/users")
@@ -342,7 +399,7 @@ def assign_profiles(path: UserPath, body: UserProfiles) -> Response:
     with service().admin(principal().name, path.cpas) as admin:
         row = admin.set_user_profiles(path.cpas, path.user, body.profiles)
         result = _user_json(admin, row, row.lang)
-    return _json(result)
+    return _changed(result)
 
 
 @admin_api.post("/cpas/<cpas>/users/<user>/deactivate")
@@ -352,7 +409,7 @@ def deactivate(path: UserPath) -> Response:
     with service().admin(principal().name, path.cpas) as admin:
         row = admin.deactivate_user(path.cpas, path.user)
         result = _user_json(admin, row, row.lang)
-    return _json(result)
+    return _changed(result)
 
 
 @admin_api.post("/cpas/<cpas>/users/<user>/reactivate")
@@ -362,7 +419,7 @@ def reactivate(path: UserPath) -> Response:
     with service().admin(principal().name, path.cpas) as admin:
         row = admin.reactivate_user(path.cpas, path.user)
         result = _user_json(admin, row, row.lang)
-    return _json(result)
+    return _changed(result)
 
 
 @admin_api.get("/cpas/<cpas>/audit")

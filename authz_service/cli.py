@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 
 def migrate(settings: Settings) -> None:
     """Create or upgrade the schema to the newest Alembic revision."""
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, board=settings.version_board or None)
     try:
         cfg = Config(str(HERE / "alembic.ini"))
         cfg.set_main_option("script_location", str(HERE / "migrations"))
@@ -44,7 +44,7 @@ def init_db(settings: Settings, actor: str = "cli:init-db") -> bool:
 
     migrate(settings)
     catalog = load_catalog(settings.policies_dir)
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, board=settings.version_board or None)
     try:
         with database.transaction() as session:
             return Admin(Store(session), catalog, actor).sync_catalog()
@@ -58,7 +58,7 @@ def seed_demo(settings: Settings, path: Path | None = None, actor: str = "cli:se
 
     data = yaml.safe_load((path or settings.seed_dir / "demo.yaml").read_text(encoding="utf-8"))
     catalog = load_catalog(settings.policies_dir)
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, board=settings.version_board or None)
     created = {"cpas": 0, "profiles": 0, "users": 0}
     try:
         with database.transaction() as session:
@@ -146,7 +146,7 @@ def create_api_key_cmd(name: str, scopes: str, cpas_list: tuple[str, ...]) -> No
         limited = [parse_kbo(c) for c in cpas_list] if cpas_list else None
     except (ServiceError, ValueError) as err:
         _fail(getattr(err, "message", str(err)))
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, board=settings.version_board or None)
     try:
         with database.transaction() as session:
             store = Store(session)
@@ -168,7 +168,7 @@ def create_api_key_cmd(name: str, scopes: str, cpas_list: tuple[str, ...]) -> No
 def list_api_keys_cmd() -> None:
     """List API keys (never their secret): prefix, name, scopes, CPAS, created, revoked."""
     settings = load_settings()
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, board=settings.version_board or None)
     try:
         with database.reading() as session:
             keys = Store(session).api_keys()
@@ -187,7 +187,7 @@ def revoke_api_key_cmd(prefix: str) -> None:
     """Revoke the API key whose prefix (the part after azk_) is PREFIX; servers stop accepting it within
     10 seconds (their key cache)."""
     settings = load_settings()
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, board=settings.version_board or None)
     try:
         with database.transaction() as session:
             store = Store(session)
@@ -220,7 +220,7 @@ def create_admin_cmd(username: str, cpas_list: tuple[str, ...], operator: bool, 
         limited = [parse_kbo(c) for c in cpas_list]
     except ValueError as err:
         _fail(str(err))
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, board=settings.version_board or None)
     try:
         with database.transaction() as session:
             store = Store(session)
@@ -261,7 +261,7 @@ def generate_cmd(scale: str | None, cpas_count: int | None, users: int | None, s
     except ValueError as err:
         _fail(str(err))
     settings = load_settings()
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, board=settings.version_board or None)
     try:
         totals = generate(database, load_catalog(settings.policies_dir), p,
                           progress=lambda i, n: click.echo(f"  {i}/{n} CPAS", err=True) if i % 50 == 0 else None)

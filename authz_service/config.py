@@ -30,13 +30,30 @@ class Settings(BaseSettings):
     max_staleness: float = Field(
         default=15.0, gt=0, description="refuse decisions (503) when the store has not answered for this long"
     )
+    store_timeout: float = Field(
+        default=2.0, ge=0.1, le=300,
+        description="seconds the service waits for the policy store (connect, pool, each statement or lock, "
+        "SQLite's busy wait) before answering 503",
+    )
     notify: Literal["auto", "off", "postgres", "redis"] = Field(
         default="auto", description="how other instances hear of a change: Redis if AUTHZ_REDIS_URL, else NOTIFY"
     )
     redis_url: str | None = Field(default=None, description="redis://host:6379/0 for change notifications")
+    version_board: str = Field(
+        default="",
+        description="file of the per-host change counters that keep every worker current (read-your-writes); "
+        "empty: beside the SQLite file, or in a private temporary folder named after the database URL",
+    )
+    consistency_wait: float = Field(
+        default=2.0, gt=0, le=30,
+        description="how long a decision waits for the store when min_policy_version is newer than its policy",
+    )
     batch_limit: int = Field(default=1000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
-    max_inclusion_depth: int = Field(default=5, ge=1, le=8)
+    # a user -> profile -> ... -> profile -> function chain has depth + 2 links; pycasbin follows at most 9
+    # links (RoleManager(max_hierarchy_level=10)), node-casbin and Go casbin 10: 7 keeps every chain
+    # decided alike by all three
+    max_inclusion_depth: int = Field(default=5, ge=1, le=7)
     log_level: str = "INFO"
     access_log: bool = Field(default=True, description="gunicorn's access log on standard output")
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from sys import intern
 from types import MappingProxyType
+
+from .freshness import slot_of
 
 USER = "user:"
 PROFILE = "profile:"
@@ -160,14 +162,19 @@ class CpasPolicy:
         self._users = dict(users)  # user id -> active
         self._by_profiles: dict[tuple[str, ...], frozenset[str]] = {}
         self._effective: dict[str, frozenset[str]] = {}
-        for user in self._users:
-            self._effective[user] = self._compute(user_subject(user))
+        for user, active in self._users.items():
+            # inactive means denied, whatever rows exist (the export leaves an inactive user's rows out)
+            self._effective[user] = self._compute(user_subject(user)) if active else frozenset()
+        self.slot = slot_of(cpas)
+        # the version board's counter for this CPAS's slot, read before the rows were: the policy holds
+        # every change announced up to that count (raised, never lowered, when a sync finds it current)
+        self.fresh_as_of = 0
 
     # -- building -------------------------------------------------------------------------------
-    def _reachable(self, subject: str) -> frozenset[str]:
+    def _reachable(self, subject: str, hops: int = MAX_HOPS) -> frozenset[str]:
         seen = {subject}
         frontier = [subject]
-        for _ in range(MAX_HOPS):
+        for _ in range(hops):
             nxt = []
             for node in frontier:
                 for parent in self._graph.get(node, ()):
@@ -203,7 +210,7 @@ class CpasPolicy:
     # -- reading --------------------------------------------------------------------------------
     def functions_of(self, user: str) -> frozenset[str]:
         found = self._effective.get(user)
-        if found is None:  # a subject with links but no user row still decides as Casbin would
+        if found is None:  # a subject with links but no user row decides as Casbin would on the export
             found = self._compute(user_subject(user))
         return found
 
@@ -213,6 +220,8 @@ class CpasPolicy:
         return function in (found if found is not None else self.functions_of(user))
 
     def profiles_of(self, user: str) -> tuple[int, ...]:
+        if not self._users.get(user, True):
+            return ()
         return tuple(
             sorted(int(r[len(PROFILE) :]) for r in self._graph.get(user_subject(user), ()) if r.startswith(PROFILE))
         )
@@ -238,12 +247,13 @@ class CpasPolicy:
     def _explain(self, user: str, function: str, allowed: bool) -> Decision:
         if user not in self._users and not allowed:
             return Decision(False, "unknown_user", self.version)
-        if not self._users.get(user, True) and not allowed:
+        if not self._users.get(user, True):
             return Decision(False, "user_inactive", self.version)
         allow_roles = self.rules.allow_roles.get(function, frozenset())
         granted_by = []
         for role in self._graph.get(user_subject(user), ()):
-            if role.startswith(PROFILE) and (role in allow_roles or self._reachable(role) & allow_roles):
+            # a profile's own links count from the user's: one hop is spent reaching the profile
+            if role.startswith(PROFILE) and (role in allow_roles or self._reachable(role, MAX_HOPS - 1) & allow_roles):
                 granted_by.append(int(role[len(PROFILE) :]))
         held = self._reachable(user_subject(user))
         missing = sorted(
@@ -264,14 +274,17 @@ class Snapshot:
     rules: Rules
     catalog_digest: str
     policies: Mapping[str, CpasPolicy] = field(default_factory=dict)
+    # the version board's "every CPAS" counter, read before this snapshot's rows were
+    fresh_as_of: int = 0
 
 
 class Engine:
     """Holds the live snapshot; ``swap`` installs a new one. Decisions never take a lock."""
 
-    def __init__(self, *, max_staleness: float = 15.0) -> None:
+    def __init__(self, *, max_staleness: float = 15.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._snapshot: Snapshot | None = None
-        self._synced_at: float = 0.0
+        self.clock = clock
+        self._synced_at: float = clock()
         self.max_staleness = max_staleness
         self.build_lock = threading.Lock()  # one builder at a time; readers never wait on it
 
@@ -280,7 +293,7 @@ class Engine:
         snap = self._snapshot
         if snap is None:
             raise EngineUnavailable("the policy is not loaded yet")
-        if time.monotonic() - self._synced_at > self.max_staleness:
+        if self.clock() - self._synced_at > self.max_staleness:
             raise EngineUnavailable("the policy store has not answered recently")
         return snap
 
@@ -296,12 +309,15 @@ class Engine:
         """The snapshot even when stale (for builders), or None."""
         return self._snapshot
 
-    def install(self, snapshot: Snapshot) -> None:
+    def install(self, snapshot: Snapshot, *, synced: bool = True) -> None:
+        """``synced``: the snapshot was checked against every CPAS's version in the store (a full
+        sync), not just rebuilt for one CPAS."""
         self._snapshot = snapshot
-        self.mark_synced()
+        if synced:
+            self.mark_synced()
 
     def mark_synced(self) -> None:
-        self._synced_at = time.monotonic()
+        self._synced_at = self.clock()
 
     def seconds_since_sync(self) -> float:
-        return time.monotonic() - self._synced_at
+        return self.clock() - self._synced_at

@@ -14,6 +14,10 @@ from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
+# What a 503 says about the store: fixed sentences (the driver's text, with hosts and ports, goes to the log)
+STORE_SILENT = "the policy store does not answer"
+STORE_UNREACHABLE = "the policy store cannot be reached"
+
 
 class ServiceError(Exception):
     code = "invalid_request"

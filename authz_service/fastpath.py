@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from . import metrics
 from .engine import EngineUnavailable
 from .errors import ServiceError
+from .inputs import is_json_content_type
 from .schemas import EnforceRequest
 from .service import Service
 
@@ -44,8 +45,13 @@ class EnforceFastPath:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
             length = -1
-        if not 0 < length <= self.max_body or not str(environ.get("CONTENT_TYPE", "")).startswith(
-            "application/json"
+        # the common case only: a declared length within the limit (a chunked body is buffered further in),
+        # the one body type of the API (application/jsonp & co. are refused by Flask, as on every JSON
+        # route), no query string (Flask refuses control characters in one; /enforce takes none)
+        if (
+            not 0 < length <= self.max_body
+            or not is_json_content_type(environ.get("CONTENT_TYPE"))
+            or environ.get("QUERY_STRING")
         ):
             return self.app(environ, start_response)
         raw = environ["wsgi.input"].read(length)
@@ -66,7 +72,7 @@ class EnforceFastPath:
                 return None
             if req.function not in service.catalog:
                 return None
-            policy = service.engine.snapshot.policies.get(req.cpas)
+            policy = service.fresh_policy(req.cpas, req.min_policy_version)  # read-your-writes, the token
             if policy is None:
                 return None
             decision = policy.decide(req.user, req.function, explain=req.explain)

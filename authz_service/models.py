@@ -5,6 +5,7 @@ CPAS, profile descriptions and versions, users, audit, API keys, admin accounts,
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -20,7 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -40,6 +42,11 @@ def iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# SQLite reuses a deleted row's id unless the table is AUTOINCREMENT; an id a client, a form or a session
+# holds must never name another row later (PostgreSQL's sequences never reuse one). Migration 0005.
+NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
 
 
 class Base(DeclarativeBase):
@@ -92,6 +99,7 @@ class Profile(Base):
     __table_args__ = (
         UniqueConstraint("cpas_id", "key_fr", name="uq_profile_cpas_key_fr"),
         UniqueConstraint("cpas_id", "key_nl", name="uq_profile_cpas_key_nl"),
+        NEVER_REUSED,
     )
 
 
@@ -112,6 +120,7 @@ class AuditEntry(Base):
     """Append-only: the service never updates or deletes these rows."""
 
     __tablename__ = "audit"
+    __table_args__ = (NEVER_REUSED,)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     cpas_id: Mapped[str | None] = mapped_column(String(10), index=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -124,6 +133,7 @@ class AuditEntry(Base):
 
 class ApiKey(Base):
     __tablename__ = "api_key"
+    __table_args__ = (NEVER_REUSED,)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
@@ -136,6 +146,7 @@ class ApiKey(Base):
 
 class AdminAccount(Base):
     __tablename__ = "admin_account"
+    __table_args__ = (NEVER_REUSED,)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(128), unique=True)
     password_hash: Mapped[str] = mapped_column(Text)
@@ -144,9 +155,43 @@ class AdminAccount(Base):
     lang: Mapped[str] = mapped_column(String(2), default="fr")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    # consecutive wrong passwords, and until when the account refuses every sign-in after too many
+    # wrong passwords since ``failed_since`` (a window of the lock's length), and until when the account
+    # refuses every sign-in after too many
     failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    failed_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the admin UI's sessions of this account carry this value; a new one ends every session at once, on
+    # every worker and instance (sign-out, lock, new password, deactivation). None: no session is valid.
+    session_epoch: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+    def end_sessions(self) -> None:
+        """Every session of this account stops working at its next request."""
+        self.session_epoch = secrets.token_hex(16)
+
+    @validates("password_hash", "active")
+    def _credentials_changed(self, key: str, value: Any) -> Any:
+        # a new password, a deactivation (and so a later reactivation) or a new account end the sessions,
+        # whoever makes the change: the web UI, the CLI, a script through the ORM
+        if getattr(self, key, None) != value:
+            self.end_sessions()
+        return value
+
+
+class LoginAttempt(Base):
+    """Failed admin sign-ins counted by the login throttle when no Redis is configured: one row per
+    attempt and limit (Flask-Limiter's moving window), deleted once it expired. Times are seconds
+    since the epoch."""
+
+    __tablename__ = "web_login_attempt"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(255))
+    at: Mapped[float] = mapped_column(Float)
+    expires: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_web_login_attempt_bucket_at", "bucket", "at"),
+        Index("ix_web_login_attempt_expires", "expires"),
+    )
 
 
 class CatalogState(Base):

@@ -39,6 +39,10 @@ class Notifier:
         self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # set by listen(): run once the listener is subscribed (catch up on what was missed while it was
+        # not), and at least once a second while it stays subscribed
+        self._on_connected: Callable[[], object] = lambda: None
+        self._on_alive: Callable[[], object] = lambda: None
 
     def in_transaction(self, session: Session, cpas: str) -> None:
         """Called inside the change's transaction, before commit."""
@@ -46,13 +50,19 @@ class Notifier:
     def after_commit(self, cpas: str) -> None:
         """Called once the change has committed."""
 
-    def listen(self, on_change: Callable[[str], None]) -> None:
-        """Start the listener thread; ``on_change(cpas)`` runs on it."""
+    def listen(
+        self,
+        on_change: Callable[[str], object],
+        on_connected: Callable[[], object] | None = None,
+        on_alive: Callable[[], object] | None = None,
+    ) -> None:
+        """Start the listener thread; ``on_change(cpas)`` runs on it, ``on_connected()`` each time it has
+        (re)subscribed, ``on_alive()`` about once a second while it stays subscribed."""
 
     def _payload(self, cpas: str) -> str:
         return json.dumps({"cpas": cpas, "origin": self.origin})
 
-    def _handle(self, raw: str | bytes, on_change: Callable[[str], None]) -> None:
+    def _handle(self, raw: str | bytes, on_change: Callable[[str], object]) -> None:
         try:
             message = json.loads(raw)
             cpas, origin = str(message["cpas"]), message.get("origin")
@@ -62,7 +72,7 @@ class Notifier:
         if origin != self.origin:
             on_change(cpas)
 
-    def _start(self, session: Callable[[], None]) -> None:
+    def _start(self, session: Callable[[], object]) -> None:
         """Run ``session`` (connect, then deliver messages until the connection fails or we stop) on a
         thread, reconnecting with backoff: the poller covers whatever is missed in between."""
 
@@ -100,17 +110,27 @@ class PostgresNotifier(Notifier):
         session.execute(text("SELECT pg_notify(:channel, :payload)"),
                         {"channel": CHANNEL, "payload": self._payload(cpas)})
 
-    def listen(self, on_change: Callable[[str], None]) -> None:
+    def listen(
+        self,
+        on_change: Callable[[str], object],
+        on_connected: Callable[[], object] | None = None,
+        on_alive: Callable[[], object] | None = None,
+    ) -> None:
+        self._on_connected = on_connected or self._on_connected
+        self._on_alive = on_alive or self._on_alive
         self._start(lambda: self._session(on_change))
 
-    def _session(self, on_change: Callable[[str], None]) -> None:
+    def _session(self, on_change: Callable[[str], object]) -> None:
         import psycopg
 
         with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f"LISTEN {CHANNEL}")
+            self._on_connected()
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=1.0):
                     self._handle(note.payload, on_change)
+                conn.execute("SELECT 1")  # a dead connection fails here, not silently
+                self._on_alive()
 
 
 class RedisNotifier(Notifier):
@@ -129,20 +149,32 @@ class RedisNotifier(Notifier):
         except Exception as exc:  # Redis down: the others catch up at their next poll
             log.warning("could not publish a policy notification: %s", exc)
 
-    def listen(self, on_change: Callable[[str], None]) -> None:
+    def listen(
+        self,
+        on_change: Callable[[str], object],
+        on_connected: Callable[[], object] | None = None,
+        on_alive: Callable[[], object] | None = None,
+    ) -> None:
+        self._on_connected = on_connected or self._on_connected
+        self._on_alive = on_alive or self._on_alive
         self._start(lambda: self._session(on_change))
 
-    def _session(self, on_change: Callable[[str], None]) -> None:
+    def _session(self, on_change: Callable[[str], object]) -> None:
         import redis
 
         client = redis.Redis.from_url(self.redis_url, socket_timeout=None, socket_connect_timeout=2)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(CHANNEL)
+            pubsub.get_message(timeout=2.0)  # the subscription's confirmation
+            self._on_connected()
             while not self._stop.is_set():
                 message = pubsub.get_message(timeout=1.0)
                 if message and message.get("type") == "message":
                     self._handle(message["data"], on_change)
+                else:
+                    pubsub.ping()  # a dead connection fails here, not silently
+                    self._on_alive()
         finally:
             pubsub.close()
             client.close()

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import copy
 import re
-import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .catalog import REGIONS
+from .inputs import CONTROL, clean_text
 
-USER_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-FUNCTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
-KBO_RE = re.compile(r"^([01]\d{3})\.?(\d{3})\.?(\d{3})$")
+# ASCII only, and \Z rather than $ (which also matches before a final newline) for callers using .match
+USER_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")
+FUNCTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*\Z")
+KBO_RE = re.compile(r"^([01][0-9]{3})\.?([0-9]{3})\.?([0-9]{3})\Z")  # [0-9]: \d would take "٢" (Arabic-Indic)
 
 
 def parse_kbo(value: str) -> str:
@@ -42,25 +43,46 @@ def _function(value: str) -> str:
 
 
 def _no_control(value: str) -> str:
-    if any(unicodedata.category(c) == "Cc" for c in value):
+    """Refuses control characters (Unicode Cc) and lone surrogates (Cs): PostgreSQL refuses NUL."""
+    if CONTROL.search(value):
         raise ValueError("control characters are not allowed")
     return value
 
 
+def _search(value: str | None) -> str | None:
+    return None if value is None else _no_control(value)
+
+
 def _text(value: str | None) -> str | None:
+    """A description: see inputs.clean_text (NFC, no invisible characters, white space collapsed);
+    blank is None."""
     if value is None:
         return None
-    value = " ".join(_no_control(value).split())
-    return value or None
+    return clean_text(value) or None
+
+
+def _name(value: str) -> str:
+    return clean_text(value)
+
+
+def _required_name(value: str) -> str:
+    value = clean_text(value)
+    if not value:
+        raise ValueError("a name cannot be blank")
+    return value
 
 
 Kbo = Annotated[str, AfterValidator(parse_kbo)]
 UserId = Annotated[str, AfterValidator(_user)]
 FunctionCode = Annotated[str, AfterValidator(_function)]
 Description = Annotated[str | None, Field(default=None, max_length=200), AfterValidator(_text)]
-Name = Annotated[str, Field(max_length=200), AfterValidator(_no_control)]
+Name = Annotated[str, Field(max_length=200), AfterValidator(_name)]
+RequiredName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_required_name)]
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 Lang = Literal["fr", "nl", "de"]
+# the consistency token: the CPAS's policy_version from a change's answer (or a decision's)
+MinVersion = Annotated[int, Field(ge=0, le=2**62, description="answer from this policy version or newer "
+                                  "(the policy_version of a change's answer); 503 if not reachable in time")]
 Region = Literal[REGIONS]  # type: ignore[valid-type]
 
 
@@ -104,6 +126,11 @@ class LangQuery(Params):
     lang: Lang = "fr"
 
 
+class FunctionsQuery(Params):
+    lang: Lang = "fr"
+    min_policy_version: MinVersion = 0
+
+
 class TemplatesQuery(Params):
     region: Region | None = None
     lang: Lang = "fr"
@@ -113,7 +140,7 @@ class UsersQuery(Params):
     status: Literal["active", "inactive"] = "active"
     page: int = Field(default=1, ge=1, le=1_000_000)
     per_page: int = Field(default=50, ge=1, le=500)
-    q: str | None = Field(default=None, max_length=100)
+    q: Annotated[str | None, Field(max_length=100), AfterValidator(_search)] = None
     lang: Lang = "fr"
 
 
@@ -128,6 +155,7 @@ class EnforceRequest(Body):
     user: UserId
     function: FunctionCode
     explain: bool = False
+    min_policy_version: MinVersion = 0
 
 
 class BatchItem(BaseModel):
@@ -139,6 +167,7 @@ class BatchItem(BaseModel):
     cpas: str | None = None
     user: str | None = None
     function: str | None = None
+    min_policy_version: int | None = None
 
 
 class BatchRequest(Body):
@@ -153,8 +182,8 @@ class UserSeen(Body):
 
 class CpasCreate(Body):
     cpas: Kbo
-    name_fr: Annotated[Name, Field(min_length=1)]
-    name_nl: Annotated[Name, Field(min_length=1)]
+    name_fr: RequiredName
+    name_nl: RequiredName
     region: Region
 
 
@@ -232,3 +261,4 @@ class UserResponse(BaseModel):
     lang: str
     active: bool
     profiles: list[ProfileRef]
+    policy_version: int = Field(description="the CPAS's policy version after the change (consistency token)")

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -19,9 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from .admin import Admin
 from .catalog import Catalog, load_catalog
 from .config import Settings
-from .db import Database
+from .db import Database, failure_kind
 from .engine import CpasPolicy, Engine, EngineUnavailable, Snapshot, check_model
-from .errors import Unavailable, UnknownCpas
+from .errors import STORE_SILENT, STORE_UNREACHABLE, Conflict, ServiceError, Unavailable, UnknownCpas
+from .freshness import EVERYTHING, slot_of
 from .notify import make_notifier
 from .security import Principal, authenticate_key
 from .store import Store
@@ -31,24 +33,40 @@ T = TypeVar("T")
 
 
 class Service:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         check_model(str(settings.model_path))
         self.catalog: Catalog = load_catalog(settings.policies_dir)
-        self.db = Database(settings.database_url)
-        self.engine = Engine(max_staleness=settings.max_staleness)
+        self.db = Database(settings.database_url, board=settings.version_board or None,
+                           timeout=settings.store_timeout)
         self.notifier = make_notifier(settings.notify, settings.database_url, settings.redis_url)
+        staleness = settings.max_staleness
+        if settings.poll_interval <= 0 and self.notifier.kind == "off":
+            # no poller and no notifications: one host only, where the version board keeps every process
+            # current; nothing can tell the engine it went stale, so it never calls itself stale
+            staleness = math.inf
+        self.engine = Engine(max_staleness=staleness, clock=clock)
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.last_error: str | None = None
         self._keys = KeyCache()
+        self._store_failed: tuple[float, Unavailable] | None = None  # when a key lookup last found it down
+        self._absent: dict[str, int] = {}  # CPAS the store did not have, with the board's count then
 
     def authenticate(self, header: str | None) -> Principal:
         token = hashlib.sha256((header or "").encode()).hexdigest()  # never keep a key's text around
         cached = self._keys.get(token)
         if isinstance(cached, Principal):
             return cached
-        found = self.read(lambda store: authenticate_key(store, header))
+        failed = self._store_failed
+        if failed is not None and self.engine.clock() - failed[0] < 1.0:
+            raise failed[1]  # the store just failed to answer: do not wait for it twice in one request
+        try:
+            found = self.read(lambda store: authenticate_key(store, header))
+        except Unavailable as exc:
+            self._store_failed = (self.engine.clock(), exc)
+            raise
+        self._store_failed = None
         self._keys.put(token, found)
         return found
 
@@ -58,48 +76,80 @@ class Service:
         """One transaction around a use case; after commit, rebuild the CPAS it touched."""
         try:
             with self.db.transaction() as session:
-                yield Admin(Store(session), self.catalog, actor, self.settings.max_inclusion_depth)
-                if cpas is not None:
+                admin = Admin(Store(session), self.catalog, actor, self.settings.max_inclusion_depth)
+                yield admin
+                if cpas is not None and admin.policy_version is not None:
                     self.notifier.in_transaction(session, cpas)
         except SQLAlchemyError as exc:
-            log.exception("store error during a change")
-            raise Unavailable("the policy store is unavailable; nothing was changed") from exc
-        if cpas is not None:
+            answer = store_failure(exc, change=True)
+            if answer is None:
+                raise
+            raise answer from exc
+        # committed, and announced on this host's version board: the other workers catch up on their next
+        # decision; this one rebuilds now, the other instances hear of it (or poll, or get the token)
+        if cpas is not None and admin.policy_version is not None:
             self.refresh(cpas)
             self.notifier.after_commit(cpas)
 
     def session_secret(self) -> str:
         """AUTHZ_SECRET_KEY, or one random key kept in the database so that every worker and instance
-        signs sessions alike (a per-process key would log users out between workers)."""
+        signs sessions alike. Never a per-process key (it would sign users out between workers):
+        Unavailable while the database cannot be read; the web UI asks again on its next request."""
         if self.settings.secret_key:
             return self.settings.secret_key
-        for _ in range(3):  # two workers starting together: the loser of the insert reads the winner's
+        problem = ""
+        for _ in range(2):  # two workers starting together: the loser of the insert reads the winner's
             try:
                 with self.db.transaction() as session:
                     return Store(session).shared_secret("session_key", lambda: secrets.token_hex(32))
             except SQLAlchemyError as exc:
-                log.warning("could not read the shared session key: %s", str(exc).splitlines()[0])
-        log.warning("using a per-process session key: sessions will not survive a change of worker")
-        return secrets.token_hex(32)
+                problem = str(exc).splitlines()[0]
+        log.warning("could not read the shared session key: %s", problem)
+        raise Unavailable("the session key cannot be read from the policy store")
 
     def read(self, fn: Callable[[Store], T]) -> T:
         try:
             with self.db.reading() as session:
                 return fn(Store(session))
         except SQLAlchemyError as exc:
-            log.exception("store error during a read")
-            raise Unavailable("the policy store is unavailable") from exc
+            answer = store_failure(exc, change=False)
+            if answer is None:
+                raise
+            raise answer from exc
 
     # -- decisions -----------------------------------------------------------------------------------
-    def policy(self, cpas: str) -> CpasPolicy:
-        try:
-            snapshot = self.engine.snapshot
-        except EngineUnavailable as exc:
-            raise Unavailable(str(exc)) from exc
-        policy = snapshot.policies.get(cpas)
+    def policy(self, cpas: str, minimum: int = 0) -> CpasPolicy:
+        """The CPAS's policy, current as ``fresh_policy`` makes it; UnknownCpas if there is none."""
+        policy = self.fresh_policy(cpas, minimum)
         if policy is None:
             raise UnknownCpas(f"CPAS {cpas} is not known to the service")
         return policy
+
+    def fresh_policy(self, cpas: str, minimum: int = 0) -> CpasPolicy | None:
+        """The policy to decide with for ``cpas`` (None: no such CPAS). It holds every change announced
+        on this host's version board (read-your-writes across workers) and is at least at version
+        ``minimum`` (the caller's consistency token); otherwise the CPAS is rebuilt from the store
+        first, waiting at most ``consistency_wait`` seconds, else Unavailable. Fails closed when the
+        engine is not loaded or stale (Unavailable)."""
+        snap = self.snapshot()
+        board = self.db.board
+        if board.read(EVERYTHING) != snap.fresh_as_of:
+            self._catch_up_everything()
+            snap = self.snapshot()
+        policy = snap.policies.get(cpas)
+        if policy is not None:
+            if board.read(policy.slot) == policy.fresh_as_of and policy.version >= minimum:
+                return policy
+        elif self._absent.get(cpas) == board.read(slot_of(cpas)):
+            return None  # looked up in the store since the last change announced in its slot
+        return self._catch_up(cpas, minimum)
+
+    def fresh_policies(self, wanted: Mapping[str, int]) -> Mapping[str, CpasPolicy]:
+        """One snapshot for a batch: each CPAS of ``wanted`` (cpas -> minimum version) brought up to date
+        first as ``fresh_policy`` does; unknown CPAS are simply absent."""
+        for cpas, minimum in wanted.items():
+            self.fresh_policy(cpas, minimum)
+        return self.snapshot().policies
 
     def snapshot(self) -> Snapshot:
         try:
@@ -107,11 +157,33 @@ class Service:
         except EngineUnavailable as exc:
             raise Unavailable(str(exc)) from exc
 
+    def _catch_up(self, cpas: str, minimum: int) -> CpasPolicy | None:
+        deadline = time.monotonic() + self.settings.consistency_wait
+        while True:
+            if not self.refresh(cpas, minimum, force=False):
+                raise Unavailable("the policy store is unavailable")
+            policy = self.snapshot().policies.get(cpas)
+            if policy is None or policy.version >= minimum:
+                return policy
+            if time.monotonic() >= deadline:
+                raise VersionNotReached(
+                    f"policy version {minimum} of CPAS {cpas} is not available here yet "
+                    f"(this instance has version {policy.version}); retry shortly",
+                    {"policy_version": policy.version, "min_policy_version": minimum},
+                )
+            time.sleep(0.02)
+
+    def _catch_up_everything(self) -> None:
+        if not self.sync():
+            raise Unavailable("the policy store is unavailable")
+
     # -- keeping the engine in step --------------------------------------------------------------------
     def sync(self) -> bool:
         """Rebuild the CPAS whose version changed (and everything if the catalog rows changed).
         Returns whether the store answered."""
         with self.engine.build_lock:
+            board = bytes(self.db.board.snapshot())  # every counter, read before any row is
+            marks = memoryview(board).cast("Q")
             try:
                 with self.db.reading() as session:
                     store = Store(session)
@@ -135,43 +207,69 @@ class Service:
                             if built is not None:
                                 policies[cpas] = built
             except SQLAlchemyError as exc:
-                self.last_error = str(exc).splitlines()[0]
-                log.warning("policy sync failed: %s", self.last_error)
+                self.last_error = "the policy store does not answer"
+                log.warning("policy sync failed: %s", str(exc).splitlines()[0])
                 return False
             if state is None:
                 self.last_error = "the catalog is not loaded: run `authz-service init-db`"
                 return False
-            self.engine.install(Snapshot(rules=rules, catalog_digest=digest, policies=policies))
+            for policy in policies.values():  # what the store said holds every change counted before
+                policy.fresh_as_of = max(policy.fresh_as_of, marks[policy.slot])
+            self._absent.clear()
+            self.engine.install(Snapshot(rules=rules, catalog_digest=digest, policies=policies,
+                                         fresh_as_of=marks[EVERYTHING]))
             self.last_error = None
             return True
 
-    def refresh(self, cpas: str) -> None:
-        """Rebuild one CPAS now (after a change here, or a notification from elsewhere)."""
+    def refresh(self, cpas: str, minimum: int = 0, *, force: bool = True) -> bool:
+        """Rebuild one CPAS from the store now (after a change here, a notification from elsewhere, or a
+        decision that found it behind). Returns whether the store answered. ``force=False`` (decisions):
+        skip the store when another thread rebuilt the CPAS while this one waited, as this one needs."""
         if self.engine.current() is None:  # nothing loaded yet: load everything
-            self.sync()
-            return
+            return self.sync()
+        mark = self.db.board.read(slot_of(cpas))  # before the rows: the rebuild holds every change counted
         with self.engine.build_lock:
             current = self.engine.current()
             assert current is not None  # only sync() installs, and never uninstalls
+            known = current.policies.get(cpas)
+            if not force and (
+                (known is not None and known.fresh_as_of == mark and known.version >= minimum)
+                or (known is None and minimum == 0 and self._absent.get(cpas) == mark)
+            ):
+                return True
             try:
                 with self.db.reading() as session:
                     built = Store(session).cpas_policy(cpas, current.rules)
-            except SQLAlchemyError:
-                log.warning("refresh of %s failed; the poller will retry", cpas)
-                return
+            except SQLAlchemyError as exc:
+                log.warning("refresh of %s failed: %s", cpas, str(exc).splitlines()[0])
+                return False
             policies = dict(current.policies)
             if built is None:
                 policies.pop(cpas, None)
+                if len(self._absent) > 10_000:
+                    self._absent.clear()
+                self._absent[cpas] = mark
             else:
+                built.fresh_as_of = mark
                 policies[cpas] = built
-            self.engine.install(Snapshot(rules=current.rules, catalog_digest=current.catalog_digest, policies=policies))
+                self._absent.pop(cpas, None)
+            self.engine.install(
+                Snapshot(rules=current.rules, catalog_digest=current.catalog_digest, policies=policies,
+                         fresh_as_of=current.fresh_as_of),
+                synced=False,
+            )
+            return True
 
     def start_polling(self) -> None:
         """The poller (safety net) and the change listener; call once per process, after fork."""
         if self._poller is not None:
             return
-        self.notifier.listen(self.refresh)
-        if self.settings.poll_interval <= 0:
+        # on (re)subscribing, a full sync catches up on what was said while nobody listened; with the poller
+        # off ("notifications only") a live subscription is what keeps the engine trusted
+        polling = self.settings.poll_interval > 0
+        self.notifier.listen(self.refresh, on_connected=self.sync,
+                             on_alive=None if polling else self.engine.mark_synced)
+        if not polling:
             return
         self._poller = threading.Thread(target=self._poll, name="authz-policy-poller", daemon=True)
         self._poller.start()
@@ -190,6 +288,37 @@ class Service:
         if self._poller is not None:
             self._poller.join(timeout=5)
         self.db.dispose()
+
+
+def store_failure(exc: SQLAlchemyError, *, change: bool) -> ServiceError | None:
+    """The answer for a store error: 409 when another change got in the way (a constraint, a
+    serialization failure, a deadlock: nothing was changed and a retry may succeed), 503 only when the
+    store does not answer in time or cannot be reached; None for anything else (a bug: the caller
+    re-raises it, 500). The driver's text goes to the log, never into the answer."""
+    kind = failure_kind(exc)
+    detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+    nothing = "; nothing was changed" if change else ""
+    if kind == "conflict":
+        log.info("a %s collided with a concurrent change: %s", "change" if change else "read", detail)
+        return Conflict(f"this request collided with a change made at the same time{nothing}: reload and retry",
+                        {"retry": True})
+    if kind == "retry":
+        log.info("a %s was interrupted by a concurrent change: %s", "change" if change else "read", detail)
+        return Conflict(f"this request was interrupted by a change made at the same time{nothing}: retry it",
+                        {"retry": True})
+    if kind == "outcome_unknown":
+        log.warning("the store stopped answering during a commit: %s", detail)
+        return Unavailable("the policy store stopped answering while saving this change: it may or may not "
+                           "have been saved; reload to check before retrying")
+    if kind in ("timeout", "unreachable"):
+        log.warning("policy store %s: %s", "timeout" if kind == "timeout" else "unreachable", detail)
+        return Unavailable((STORE_SILENT if kind == "timeout" else STORE_UNREACHABLE) + nothing)
+    log.exception("unexpected store error")
+    return None
+
+
+class VersionNotReached(Unavailable):
+    """The store answered, but with an older policy version than the caller's token asks for."""
 
 
 class KeyCache:

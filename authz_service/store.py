@@ -12,6 +12,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from .catalog import Catalog
+from .db import note_change
 from .engine import (
     ANY_CPAS,
     FUNCTION,
@@ -79,13 +80,23 @@ class Store:
     def versions(self) -> dict[str, int]:
         return {k: v for k, v in self.s.execute(select(Cpas.id, Cpas.policy_version)).all()}
 
+    def versions_of(self, cpas: Iterable[str]) -> dict[str, int]:
+        query = select(Cpas.id, Cpas.policy_version).where(Cpas.id.in_(list(cpas)))
+        return {k: v for k, v in self.s.execute(query).all()}
+
     def bump_version(self, cpas: str) -> int:
         """Also the write lock that serializes changes of one CPAS (row lock on PostgreSQL)."""
         self.s.execute(update(Cpas).where(Cpas.id == cpas).values(policy_version=Cpas.policy_version + 1))
+        note_change(self.s, cpas)
         return int(self.s.scalar(select(Cpas.policy_version).where(Cpas.id == cpas)) or 0)
+
+    def announce(self, cpas: str) -> None:
+        """A new CPAS: announced on the version board at commit, as a bumped version is."""
+        note_change(self.s, cpas)
 
     def bump_all_versions(self) -> None:
         self.s.execute(update(Cpas).values(policy_version=Cpas.policy_version + 1))
+        note_change(self.s, None)
 
     def lock_cpas(self, cpas: str) -> Cpas | None:
         return self.s.scalar(select(Cpas).where(Cpas.id == cpas).with_for_update())
@@ -295,7 +306,10 @@ class Store:
             .where(CasbinRule.ptype == "g", CasbinRule.v2 == cpas)
             .order_by(CasbinRule.v0, CasbinRule.v1)
         ).all()
-        return [("p", *map(str, r)) for r in p_rows] + [("g", *map(str, r)) for r in g_rows]
+        # inactive means denied: an inactive user's links (there should be none) are not part of the policy
+        inactive = {user_subject(u) for u in self.s.scalars(
+            select(User.user).where(User.cpas_id == cpas, User.active.is_(False)))}
+        return [("p", *map(str, r)) for r in p_rows] + [("g", *map(str, r)) for r in g_rows if r[0] not in inactive]
 
     # -- audit ------------------------------------------------------------------------------------
     def audit(self, cpas: str | None, actor: str, action: str, target: str, before: Any, after: Any) -> None:

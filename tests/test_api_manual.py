@@ -588,7 +588,10 @@ def test_user_seen_at_login(api_for, operator, demo) -> None:
     app_key = api_for("users", [cpas])
     first = seen(app_key, cpas, "50010112345", "Nouvel AGENT", "fr")
     body = ok(first, 201)
+    version = body.pop("policy_version")
     assert body == {"user": "50010112345", "name": "Nouvel AGENT", "lang": "fr", "active": True, "profiles": []}
+    assert first.headers["X-Policy-Version"] == str(version)  # the consistency token of the change
+    assert decide(operator, cpas, "50010112345", "forms.list")["policy_version"] == version
     row = users_list(operator, cpas)["50010112345"]
     assert row["profiles"] == []  # "Pas de profil"
     assert row["name"] == "Nouvel AGENT"

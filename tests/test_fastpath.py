@@ -73,3 +73,87 @@ def test_other_routes_and_methods_go_to_flask(app: Any, operator: Any, demo: dic
     assert operator.get("/enforce").status_code == 405
     assert operator.post("/enforce", data="x", headers={"Content-Type": "text/plain"}).status_code == 400
     assert app.test_client().get("/healthz").status_code == 200
+
+
+def edge_cases(demo: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(kind, label, keyword arguments of Client.open) for POST /enforce at the edges of the input rules
+    (authz_service/inputs.py). "good": the lean path answers; "bad": it hands over and Flask refuses;
+    "same": Flask answers (the lean path leaves it alone), whatever it says."""
+    import io
+
+    body = {"cpas": demo["cpas"], "user": next(iter(demo["users"])), "function": "dossier.search"}
+    raw = json.dumps(body).encode()
+    cases: list[tuple[str, str, dict[str, Any]]] = []
+    for content_type in ("application/json", "application/json; charset=utf-8", "application/json;charset=UTF-8",
+                         'application/json; charset="utf-8"', "Application/JSON"):
+        cases.append(("good", content_type, {"data": raw, "content_type": content_type}))
+    for content_type in ("application/jsonp", "application/json-seq", "application/jsonx", "application/vnd.api+json",
+                         "application/json; charset=latin-1", "application/json; foo=bar", "text/json",
+                         "text/plain"):
+        cases.append(("bad", content_type, {"data": raw, "content_type": content_type}))
+    deep = 1000
+    for label, data in {
+        "nested_arrays": b"[" * deep + b"]" * deep,
+        "nested_objects": b'{"a":' * deep + b"1" + b"}" * deep,
+        "nested_in_a_field": b'{"cpas": ' + b"[" * deep + b"]" * deep + b', "user": "u", "function": "x.y"}',
+        "never_closed": b"[" * 5000,
+        "33_levels": b"[" * 33 + b"]" * 33,
+        "utf16": json.dumps(body).encode("utf-16"),
+        "arabic_indic_kbo": json.dumps({**body, "cpas": "0٢07196354"}).encode(),
+        "nul_in_user": json.dumps({**body, "user": "u\x00"}).encode(),
+    }.items():
+        cases.append(("bad", label, {"data": data, "content_type": "application/json"}))
+    cases.append(("bad", "query_nul", {"data": raw, "content_type": "application/json", "query_string": "x=%00"}))
+    cases.append(("same", "query_plain", {"data": raw, "content_type": "application/json", "query_string": "x=1"}))
+    cases.append(("same", "utf8_bom", {"data": b"\xef\xbb\xbf" + raw, "content_type": "application/json"}))
+    for label, size in (("chunked", len(raw)), ("chunked_at_limit", 2 * 1024 * 1024),
+                        ("chunked_over_limit", 3 * 1024 * 1024)):
+        cases.append(("same" if label != "chunked_over_limit" else "bad", label, {
+            "input_stream": lambda size=size: io.BytesIO(raw + b" " * (size - len(raw))),
+            "headers": {"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+            "environ_overrides": {"wsgi.input_terminated": True},
+        }))
+    return cases
+
+
+def test_same_answers_at_the_edges(app: Any, operator: Any, demo: dict[str, Any],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = app.wsgi_app
+    assert isinstance(fast, EnforceFastPath)
+    served: list[bool] = []
+    answer = EnforceFastPath._answer
+
+    def spy(self: EnforceFastPath, *args: Any, **kwargs: Any) -> bytes | None:
+        result = answer(self, *args, **kwargs)
+        served.append(result is not None)
+        return result
+
+    monkeypatch.setattr(EnforceFastPath, "_answer", spy)
+    flask_only = Client(fast.app, Response)
+    with_fast = Client(app, Response)
+    auth = {"Authorization": f"Bearer {operator.key}"}
+    for kind, label, kwargs in edge_cases(demo):
+        answers = []
+        for client in (with_fast, flask_only):
+            sent = {**kwargs, "headers": {**auth, **kwargs.get("headers", {})}}
+            if callable(sent.get("input_stream")):
+                sent["input_stream"] = sent["input_stream"]()
+            served.clear()
+            answers.append(client.post("/enforce", **sent))
+            if client is with_fast:
+                lean = list(served)
+        a, b = answers
+        assert (a.status_code, a.get_json()) == (b.status_code, b.get_json()), label
+        assert a.headers["Content-Type"] == b.headers["Content-Type"] == "application/json", label
+        if kind == "good":
+            assert lean == [True] and a.status_code == 200 and a.get_data() == b.get_data(), label
+        elif kind == "bad":
+            assert a.status_code in (400, 413) and a.get_json()["error"]["code"] in (
+                "invalid_request", "payload_too_large"), (label, a.get_json())
+            assert lean in ([], [False]), label
+        else:
+            assert a.status_code == 200, (label, a.get_json())
+    deep = [c for c in edge_cases(demo) if c[1] in ("nested_arrays", "never_closed")]
+    for _, label, kwargs in deep:
+        err = with_fast.post("/enforce", headers=auth, **kwargs).get_json()["error"]
+        assert "levels deep" in err["message"], label

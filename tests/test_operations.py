@@ -54,7 +54,15 @@ def test_store_unreachable_means_no_decision() -> None:
         app.extensions["authz"].close()
 
 
-def test_stale_policy_refuses_decisions(app: Any, service: Any, operator: Any) -> None:
+@pytest.fixture
+def polling(overrides: dict[str, Any]) -> dict[str, Any]:
+    # a poller (never started here) is what can tell the engine it went stale; with polling off there is
+    # no such thing (README, AUTHZ_POLL_INTERVAL=0)
+    overrides["poll_interval"] = 60
+    return overrides
+
+
+def test_stale_policy_refuses_decisions(polling: Any, app: Any, service: Any, operator: Any) -> None:
     assert operator.post("/cpas", {"cpas": CPAS, "name_fr": "CPAS", "name_nl": "OCMW",
                                    "region": "brussels"}).status_code == 201
     assert operator.post("/enforce", ENFORCE).status_code == 200
@@ -106,6 +114,8 @@ def test_session_key_is_shared_by_every_worker(settings: Any, overrides: dict[st
     first = create_app(unset, start_polling=False)
     second = create_app(unset, start_polling=False)
     try:
+        for app in (first, second):  # read from the database on the first request that needs it
+            assert app.test_client().get("/ui/login").status_code == 200
         assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
         assert len(first.config["SECRET_KEY"]) == 64
         given = create_app({**overrides, "secret_key": "from-the-environment"}, start_polling=False)

@@ -4,24 +4,26 @@ users, print views, Admin-Logs) and "Mes accès" for every signed-in user, under
 ``init_app(app, service)`` binds it to the app built by ``create_app``: settings from the
 environment (``settings``), Flask-Babel, Flask-WTF's CSRF protection (checked for this blueprint's
 forms only: the JSON API authenticates with bearer keys and keeps its own error envelopes), the
-session cookie's flags, and the blueprint with its own HTML error pages.
+session cookie's flags and its lazily read key (``auth``), the login throttle (``throttle``), and the
+blueprint with its own HTML error pages.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Flask, Response, redirect, request, url_for
+from flask import Flask, Response, current_app, redirect, request, url_for
 from flask_babel import Babel
 from flask_wtf.csrf import validate_csrf
 from wtforms import ValidationError
 
-from ..errors import Forbidden
+from ..errors import Forbidden, Unavailable
 from ..security import Principal
 from ..service import Service
-from .auth import SessionInterface, current_identity
+from .auth import SessionInterface, current_identity, now
 from .i18n import prepare_translations, select_locale
 from .settings import load_web_settings
+from .throttle import init_throttle
 
 __all__ = ["init_app"]
 
@@ -29,7 +31,13 @@ __all__ = ["init_app"]
 def session_principal() -> Principal | None:
     """The signed-in manager or operator as a principal of the JSON admin API, or None. A change
     (any method but GET/HEAD/OPTIONS) must carry the session's CSRF token in X-CSRFToken, as the UI's
-    forms carry it in their fields: a cookie alone never authorizes a change."""
+    forms carry it in their fields: a cookie alone never authorizes a change. While the session key
+    cannot be read from the database, a request carrying the session cookie is answered 503."""
+    if not current_app.secret_key:  # the session interface tried to read it for a request with the cookie
+        if current_app.config["SESSION_COOKIE_NAME"] in request.cookies:
+            raise Unavailable("the admin session cannot be checked: the service cannot read its session key "
+                              "from the database; try again shortly")
+        return None
     who = current_identity()
     if who is None:
         return None
@@ -67,6 +75,7 @@ def init_app(app: Flask, service: Service) -> None:
 
     csrf.init_app(app)
     app.register_blueprint(bp)
+    init_throttle(app, service, settings, clock=lambda: now(app).timestamp())
     app.extensions["authz_session_principal"] = session_principal
 
     def root() -> Response:

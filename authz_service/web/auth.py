@@ -4,19 +4,35 @@ trusted-proxy SSO mode, the identity, CPAS and roles the proxy puts in request h
 Headers are believed only when the request comes straight from a configured proxy address; from any
 other address they are ignored. A local account is re-read on every request, so a deactivated or
 changed account takes effect at once.
+
+A local session is Flask's signed cookie holding the username, the account's session epoch and two
+times (sign-in, last request). It is valid while the epoch is still the account's (sign-out, a lock, a
+new password, a deactivation or a new account of the same name change it: every session of the
+account ends at once, on every worker and instance, since the account is read from the database on
+each request), the account is active and not locked, and neither the idle nor the absolute lifetime
+has passed (``AUTHZ_WEB_SESSION_IDLE_MINUTES``, ``AUTHZ_WEB_SESSION_HOURS``), measured by the server.
+
+The key that signs the cookie is ``AUTHZ_SECRET_KEY`` or the one kept in the database, read on the
+first request that needs it and asked again on each request until the database answers (the UI
+answers 503 meanwhile): never a key of one process, which would sign users out between workers.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
+import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
+from urllib.parse import unquote
 
-from flask import Flask, Request, current_app, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request, current_app, g, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
+from ..errors import Unavailable
 from ..models import AdminAccount
 from ..schemas import USER_RE, parse_kbo
 from ..security import hash_password, verify_password
@@ -25,6 +41,18 @@ from .settings import WebSettings
 
 LANGS = ("fr", "nl")
 SESSION_ACCOUNT = "account"
+SESSION_EPOCH = "epoch"
+SESSION_SINCE = "since"  # sign-in, seconds since the epoch
+SESSION_SEEN = "seen"  # last request, seconds since the epoch
+SESSION_LANG = "lang"
+CSRF_TOKEN = "csrf_token"  # where Flask-WTF keeps the session's token
+CLOCK = "authz_web_clock"  # app.extensions: a callable giving the current aware datetime (tests)
+
+
+def now(app: Flask | None = None) -> datetime:
+    """The time the web UI goes by: the wall clock, or the app's injected clock in tests."""
+    clock: Callable[[], datetime] | None = (app or current_app).extensions.get(CLOCK)
+    return clock() if clock is not None else datetime.now(UTC)
 
 
 
@@ -69,31 +97,58 @@ MAX_FAILED_LOGINS = 5
 LOCK_MINUTES = 15
 
 
-class AccountLocked(Exception):
-    """Too many wrong passwords in a row: the account refuses every sign-in for a while."""
-
-
 def check_password(username: str, password: str) -> AdminAccount | None:
-    """The active account whose password this is, else None (same cost either way). After
-    MAX_FAILED_LOGINS wrong passwords in a row the account is locked for LOCK_MINUTES (AccountLocked),
-    in the database, so every worker and instance agrees; a right password resets the count."""
-    with service().admin("web:login") as admin:
-        account = admin.store.admin_by_username(username.strip(), lock=True)  # counts add up under load
-        if account is None or not account.active:
-            verify_password(_dummy_account(), password)
-            return None
-        now = datetime.now(UTC)
-        if account.locked_until is not None and _aware(account.locked_until) > now:
-            raise AccountLocked(account.username)
-        if verify_password(account, password):
-            account.failed_logins, account.locked_until = 0, None
-            return account
-        account.failed_logins += 1
-        if account.failed_logins >= MAX_FAILED_LOGINS:
-            account.failed_logins, account.locked_until = 0, now + timedelta(minutes=LOCK_MINUTES)
-            admin.store.audit(None, "web:login", "admin.locked", f"admin:{account.username}", None,
-                              {"minutes": LOCK_MINUTES, "from": request.remote_addr})
+    """The active, unlocked account whose password this is, else None.
+
+    Every attempt costs one password hash, whether the account exists, is inactive or locked, and
+    every refusal is the same None: the answer reveals neither the account nor its lock (its owner
+    learns of a lock in the Admin-Logs of its CPAS). The hash is checked outside any transaction; the
+    counts are then updated under the account's row lock, so that every worker and instance agrees.
+    MAX_FAILED_LOGINS wrong passwords within LOCK_MINUTES (counted from the first of them) lock the
+    account for LOCK_MINUTES and end its sessions; a right password resets the count; the first attempt
+    after a lock expired unlocks it. Lock and unlock are audited in each CPAS of the account."""
+    name = username.strip()
+    account = service().read(lambda store: store.admin_by_username(name))
+    if account is None or not account.active:
+        verify_password(_dummy_account(), password)
         return None
+    right = verify_password(account, password)
+    checked_hash = account.password_hash
+    moment = now()
+    with service().admin("web:login") as admin:
+        fresh = admin.store.admin_by_username(name, lock=True)  # counts add up under load
+        if fresh is None or not fresh.active:
+            return None
+        if fresh.locked_until is not None:
+            if _aware(fresh.locked_until) > moment:
+                return None  # refused like a wrong password
+            fresh.locked_until, fresh.failed_logins, fresh.failed_since = None, 0, None
+            _audit(admin.store, fresh, "admin.unlocked", {"reason": "expired"})
+        if right and fresh.password_hash == checked_hash:
+            fresh.failed_logins, fresh.failed_since = 0, None
+            if not fresh.session_epoch:
+                fresh.end_sessions()  # its first epoch
+            return fresh
+        window = timedelta(minutes=LOCK_MINUTES)
+        if fresh.failed_since is None or _aware(fresh.failed_since) + window <= moment:
+            fresh.failed_logins, fresh.failed_since = 0, moment
+        fresh.failed_logins += 1
+        if fresh.failed_logins >= MAX_FAILED_LOGINS:
+            fresh.failed_logins, fresh.failed_since = 0, None
+            fresh.locked_until = moment + window
+            fresh.end_sessions()
+            _audit(admin.store, fresh, "admin.locked", {"minutes": LOCK_MINUTES, "from": request.remote_addr})
+            current_app.logger.warning("admin account %r locked after %d wrong passwords", fresh.username,
+                                       MAX_FAILED_LOGINS)
+        return None
+
+
+def _audit(store: Any, account: AdminAccount, action: str, after: dict[str, Any]) -> None:
+    """One row in each CPAS of the account, so that its Admin-Logs show it (one without a CPAS for an
+    operator)."""
+    targets: list[str | None] = list(account.cpas) if account.cpas else [None]
+    for cpas in targets:
+        store.audit(cpas, "web:login", action, f"admin:{account.username}", None, after)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -143,6 +198,8 @@ def sso_identity(req: Request, settings: WebSettings) -> Identity | None:
 
 
 def current_identity() -> Identity | None:
+    """The SSO identity, or the local account of a valid session (whose last-request time this
+    refreshes), else None; an ended session is emptied (``g.session_ended`` says so)."""
     found = sso_identity(request, web_settings())
     if found is not None:
         return found
@@ -150,15 +207,91 @@ def current_identity() -> Identity | None:
     if not isinstance(username, str):
         return None
     account = service().read(lambda store: store.admin_by_username(username))
-    if account is None or not account.active:
-        session.pop(SESSION_ACCOUNT, None)
+    moment = now()
+    if account is None or not session_valid(account, session, moment, web_settings()):
+        end_session()
+        g.session_ended = True
         return None
+    session[SESSION_SEEN] = int(moment.timestamp())
     return local_identity(account)
+
+
+def session_valid(account: AdminAccount, data: Mapping[str, Any], moment: datetime, settings: WebSettings) -> bool:
+    if not account.active or not account.session_epoch or data.get(SESSION_EPOCH) != account.session_epoch:
+        return False
+    if account.locked_until is not None and _aware(account.locked_until) > moment:
+        return False
+    since, seen = data.get(SESSION_SINCE), data.get(SESSION_SEEN)
+    if not isinstance(since, int) or not isinstance(seen, int):
+        return False
+    at = moment.timestamp()
+    return (at - since < settings.session_hours * 3600
+            and at - seen < settings.session_idle_minutes * 60)
+
+
+def start_session(account: AdminAccount) -> None:
+    """A new session for this account (nothing of the previous one kept but the chosen language)."""
+    chosen_lang = session.get(SESSION_LANG)
+    session.clear()  # a new session: no fixation
+    session.permanent = True
+    moment = int(now().timestamp())
+    session[SESSION_ACCOUNT] = account.username
+    session[SESSION_EPOCH] = account.session_epoch
+    session[SESSION_SINCE] = session[SESSION_SEEN] = moment
+    if chosen_lang in LANGS and chosen_lang != account.lang:
+        session[SESSION_LANG] = chosen_lang
+
+
+def end_session() -> None:
+    """Empty this browser's session, keeping only the chosen language and the CSRF token (a form of
+    the login page or the language switch, opened before, still goes through; the token alone signs
+    nobody in, and signing in starts a new session with a new token)."""
+    kept = {key: session[key] for key in (SESSION_LANG, CSRF_TOKEN) if isinstance(session.get(key), str)}
+    session.clear()
+    if kept.get(SESSION_LANG) not in LANGS:
+        kept.pop(SESSION_LANG, None)
+    session.update(kept)
+
+
+def end_account_sessions(username: str, actor: str) -> None:
+    """End every session of a local account, on every worker and instance (sign-out)."""
+    with service().admin(actor) as admin:
+        account = admin.store.admin_by_username(username, lock=True)
+        if account is not None:
+            account.end_sessions()
+
+
+# -- the key that signs the session ------------------------------------------------------------------
+def session_key_ready(app: Flask) -> bool:
+    """Whether the app has its session key, reading the shared one from the database if not yet (each
+    call tries again while the database does not answer)."""
+    if app.secret_key:
+        return True
+    svc: Service | None = app.extensions.get("authz")
+    if svc is None:
+        return False
+    try:
+        app.secret_key = svc.session_secret()
+    except Unavailable:
+        return False
+    return True
+
+
+def needs_session(req: Request, app: Flask) -> bool:
+    """The admin UI's pages, and any request that carries the session cookie (the JSON admin API
+    accepts the session): the others never touch the session, so never wait for the database."""
+    return req.path == "/ui" or req.path.startswith("/ui/") or app.config["SESSION_COOKIE_NAME"] in req.cookies
 
 
 class SessionInterface(SecureCookieSessionInterface):
     """Flask's signed cookie session, HttpOnly and SameSite=Lax, marked Secure whenever the request
-    came over HTTPS (directly, or through a trusted proxy saying so)."""
+    came over HTTPS (directly, or through a trusted proxy saying so). Its key is read lazily (see
+    ``session_key_ready``); until then the session is Flask's null session."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not app.secret_key and needs_session(request, app):
+            session_key_ready(app)
+        return super().open_session(app, request)
 
     def get_cookie_secure(self, app: Flask) -> bool:
         if request.is_secure:
@@ -177,8 +310,31 @@ class SessionInterface(SecureCookieSessionInterface):
         return "Lax"
 
 
+# -- where to go back to ---------------------------------------------------------------------------
+MAX_TARGET = 2000
+_BAD_CHARACTER = re.compile(r"[\\\x00-\x20\x7f]")
+
+
+def _plain(text: str) -> bool:
+    """No backslash, no control, blank or invisible character (browsers drop some of them: "/%09/x" decoded
+    is "//x" to them), and no "//" anywhere (a host to them)."""
+    if _BAD_CHARACTER.search(text) or "//" in text:
+        return False
+    return not any(c.isspace() or unicodedata.category(c)[0] in "CZ" for c in text if ord(c) > 0x7E)
+
+
 def safe_next(target: Any, default: str) -> str:
-    """A local path to go back to (never another site)."""
-    if isinstance(target, str) and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """``target`` if it is a path on this site, else ``default``: it starts with a single "/", has no
+    scheme and no host, and neither it nor any of its percent-decodings holds "//", a backslash, a
+    control or a blank character."""
+    if not isinstance(target, str) or not target.startswith("/") or len(target) > MAX_TARGET:
+        return default
+    text = target
+    for _ in range(4):  # every layer of percent-encoding a browser, a proxy or a server might undo
+        if not _plain(text):
+            return default
+        decoded = unquote(text)
+        if decoded == text:
+            return target
+        text = decoded
     return default

@@ -4,19 +4,37 @@ their choices come from the catalog and the CPAS, not from the form class."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import DateField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import DateField, Field, HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+
+from ..inputs import clean_text
 
 _REQUIRED = _l("This field is required.")
 _TOO_LONG = _l("This field cannot be longer than %(max)d characters.")
+_INVISIBLE = _l("This text contains invisible characters (zero-width spaces, text direction marks): retype it.")
 
 
 def _strip(value: str | None) -> str | None:
     return " ".join(value.split()) if isinstance(value, str) else value
+
+
+def _text(value: str | None) -> str | None:
+    """A description as the JSON API stores it: NFC, runs of white space one space (checked below)."""
+    return " ".join(unicodedata.normalize("NFC", value).split()) if isinstance(value, str) else value
+
+
+def _visible(form: Any, field: Field) -> None:
+    """The JSON API's rules for descriptions (inputs.clean_text): no control or invisible characters."""
+    if field.data:
+        try:
+            clean_text(field.data, max_length=len(field.data))
+        except ValueError:
+            raise ValidationError(str(_INVISIBLE)) from None
 
 
 class LoginForm(FlaskForm):
@@ -27,10 +45,12 @@ class LoginForm(FlaskForm):
 
 
 class ProfileForm(FlaskForm):
-    description_nl = StringField(_l("Dutch description"), validators=[Optional(), Length(max=200, message=_TOO_LONG)],
-                                 filters=[_strip])
-    description_fr = StringField(_l("French description"), validators=[Optional(), Length(max=200, message=_TOO_LONG)],
-                                 filters=[_strip])
+    description_nl = StringField(_l("Dutch description"),
+                                 validators=[Optional(), Length(max=200, message=_TOO_LONG), _visible],
+                                 filters=[_text])
+    description_fr = StringField(_l("French description"),
+                                 validators=[Optional(), Length(max=200, message=_TOO_LONG), _visible],
+                                 filters=[_text])
     version = HiddenField()
 
     def validate(self, extra_validators: Any = None) -> bool:

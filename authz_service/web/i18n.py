@@ -18,11 +18,11 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import g, request, session
 
-from .auth import LANGS
+from .auth import LANGS, SESSION_LANG
 
 log = logging.getLogger(__name__)
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
-SESSION_LANG = "lang"
+__all__ = ["SESSION_LANG", "compile_catalogs", "prepare_translations", "select_locale"]
 
 
 def select_locale() -> str:

@@ -30,6 +30,8 @@ ACTIONS = {
     "user.first_login": _l("First login"),
     "user.update": _l("User details changed"),
     "cpas.create": _l("CPAS created"),
+    "admin.locked": _l("Admin account locked (too many wrong passwords)"),
+    "admin.unlocked": _l("Admin account unlocked"),
 }
 
 

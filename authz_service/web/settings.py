@@ -11,8 +11,16 @@ address that is not an IP network, a non-numeric page size) stops the start with
 - ``AUTHZ_SSO_MANAGER_ROLES``: roles that make a configuration manager of the header's CPAS
   (default ``Configuration CPAS,Gestion PrimaWeb``); ``AUTHZ_SSO_OPERATOR_ROLES``: roles that make an
   operator of every CPAS (default none).
-- ``AUTHZ_WEB_PER_PAGE``: users per page (default 20); ``AUTHZ_WEB_SESSION_HOURS``: how long a
-  session lasts (default 8).
+- ``AUTHZ_WEB_PER_PAGE``: users per page (default 20).
+- ``AUTHZ_WEB_SESSION_HOURS``: the longest a sign-in lasts, however busy (default 8);
+  ``AUTHZ_WEB_SESSION_IDLE_MINUTES``: a session unused this long ends (default 30). Both are checked by
+  the server on every request, from the times kept in the signed session cookie.
+- ``AUTHZ_WEB_LOGIN_ADDRESS_LIMIT``: failed sign-ins allowed from one client address (IPv6: one /64)
+  in a moving window, in Flask-Limiter's notation (default ``4 per 15 minutes``: below the five wrong
+  passwords that lock an account, so that one address alone can never lock anybody out);
+  ``AUTHZ_WEB_LOGIN_ACCOUNT_LIMIT``: failed sign-ins allowed for one username, from any address
+  (default ``5 per 15 minutes``). Counted in Redis when ``AUTHZ_REDIS_URL`` is set, else in the
+  database: every worker and instance shares the counts either way.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from limits import parse_many
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -41,6 +51,9 @@ class WebSettings:
     operator_roles: frozenset[str] = frozenset()
     per_page: int = 20
     session_hours: float = 8.0
+    session_idle_minutes: float = 30.0
+    login_address_limit: str = "4 per 15 minutes"
+    login_account_limit: str = "5 per 15 minutes"
 
     @property
     def sso_enabled(self) -> bool:
@@ -75,6 +88,7 @@ def load_web_settings(env: Mapping[str, str] | None = None) -> WebSettings:
     for key, name, kind, low in (
         ("AUTHZ_WEB_PER_PAGE", "per_page", int, 1),
         ("AUTHZ_WEB_SESSION_HOURS", "session_hours", float, 0.1),
+        ("AUTHZ_WEB_SESSION_IDLE_MINUTES", "session_idle_minutes", float, 1),
     ):
         if env.get(key, "").strip():
             try:
@@ -84,4 +98,13 @@ def load_web_settings(env: Mapping[str, str] | None = None) -> WebSettings:
             if number < low:
                 raise ValueError(f"{key} must be at least {low}")
             values[name] = number
+    for key, name in (("AUTHZ_WEB_LOGIN_ADDRESS_LIMIT", "login_address_limit"),
+                      ("AUTHZ_WEB_LOGIN_ACCOUNT_LIMIT", "login_account_limit")):
+        text = env.get(key, "").strip()
+        if text:
+            try:
+                parse_many(text)
+            except ValueError:
+                raise ValueError(f"{key} must be a rate such as '4 per 15 minutes', got {text!r}") from None
+            values[name] = text
     return WebSettings(**{**defaults.__dict__, **values})

@@ -28,6 +28,7 @@ from flask import (
 )
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
@@ -39,12 +40,14 @@ from ..store import Store
 from . import queries
 from .auth import (
     LANGS,
-    SESSION_ACCOUNT,
-    AccountLocked,
     Identity,
     check_password,
     current_identity,
+    end_account_sessions,
+    end_session,
     safe_next,
+    session_key_ready,
+    start_session,
     web_settings,
 )
 from .forms import ActionForm, AuditFilterForm, LoginForm, ProfileForm
@@ -130,12 +133,18 @@ def int_arg(name: str, default: int = 1, high: int = 1_000_000) -> int:
 def _before() -> Response | None:
     if request.endpoint == "web.static":
         return None
-    g.identity = current_identity()  # first: the refusal below speaks the identity's language
-    if request.method not in SAFE_METHODS:
-        csrf.protect()
+    if not session_key_ready(current_app):  # never a key of this process alone: wait for the shared one
+        body, status = _error_page(503, _("Service unavailable"), _(
+            "The service cannot reach its database at the moment. Please try again in a moment."))
+        return Response(body, status, {"Retry-After": "5"}, mimetype="text/html")
+    g.identity = current_identity()  # first: the refusals below speak the identity's language
     if g.identity is None and request.endpoint not in PUBLIC:
+        if g.get("session_ended"):
+            flash(_("Your session has ended. Please sign in again."), "error")
         target = request.full_path.rstrip("?") if request.method == "GET" else url_for("web.index")
         return see_other("web.login", next=target)
+    if request.method not in SAFE_METHODS:
+        csrf.protect()
     return None
 
 
@@ -156,7 +165,8 @@ def _headers(response: Response) -> Response:
 
 @bp.app_context_processor
 def _context() -> dict[str, Any]:
-    return {"identity": g.get("identity"), "current_cpas": g.get("cpas"), "lang": lang, "langs": LANGS}
+    return {"identity": g.get("identity"), "current_cpas": g.get("cpas"), "lang": lang, "langs": LANGS,
+            "session_ready": bool(current_app.secret_key)}
 
 
 @bp.app_template_global()
@@ -175,6 +185,16 @@ def _csrf_error(err: CSRFError) -> tuple[str, int]:
     return _error_page(400, _("Form expired"), _(
         "The form was refused because its security token is missing or has expired. "
         "Go back, reload the page and try again."))
+
+
+@bp.errorhandler(RateLimitExceeded)
+def _throttled(err: RateLimitExceeded) -> tuple[str, int]:
+    """Too many failed sign-ins from this address or for this username (``throttle``)."""
+    current_app.logger.warning("web login throttled for %r from %s", request.form.get("username", "")[:128],
+                               request.remote_addr)
+    form = LoginForm()
+    form.password.errors = [_("Too many failed sign-in attempts. Wait a quarter of an hour before trying again.")]
+    return render_template("web/login.html", form=form, sso=web_settings().sso_enabled), 429
 
 
 @bp.errorhandler(ServiceError)
@@ -209,35 +229,27 @@ def login() -> Any:
     if request.method == "GET":
         if g.identity is not None:
             return see_other("web.index")
-        form.next.data = request.args.get("next", "")
+        form.next.data = safe_next(request.args.get("next"), "")
         return render_template("web/login.html", form=form, sso=web_settings().sso_enabled)
     if form.validate():
-        try:
-            account = check_password(form.username.data or "", form.password.data or "")
-        except AccountLocked:
-            current_app.logger.warning("web login refused for locked %r from %s", form.username.data,
-                                       request.remote_addr)
-            form.password.errors = [_("Too many wrong passwords: this account is locked for a quarter of an hour.")]
-            return render_template("web/login.html", form=form, sso=web_settings().sso_enabled), 429
+        account = check_password(form.username.data or "", form.password.data or "")
         if account is not None:
-            chosen_lang = session.get(SESSION_LANG)
-            session.clear()  # a new session: no fixation
-            session.permanent = True
-            session[SESSION_ACCOUNT] = account.username
-            if chosen_lang in LANGS and chosen_lang != account.lang:
-                session[SESSION_LANG] = chosen_lang
+            start_session(account)
             return redirect(safe_next(form.next.data, url_for("web.index")), code=303)
         current_app.logger.warning("web login refused for %r from %s", form.username.data, request.remote_addr)
-        form.password.errors = [_("Wrong username or password.")]
+        # one answer for every refusal: unknown username, wrong password, inactive or locked account
+        form.password.errors = [_("Wrong username or password. After too many failed attempts, sign-in is "
+                                  "refused for a quarter of an hour.")]
     return render_template("web/login.html", form=form, sso=web_settings().sso_enabled), 401
 
 
 @bp.post("/logout")
 def logout() -> Response:
-    chosen_lang = session.get(SESSION_LANG)
-    session.clear()
-    if chosen_lang in LANGS:
-        session[SESSION_LANG] = chosen_lang
+    """Sign out: this browser's session and every other session of the account end."""
+    who = identity()
+    if who.kind == "local":
+        end_account_sessions(who.user, who.actor)
+    end_session()
     flash(_("You are signed out."), "success")
     return see_other("web.login")
 
@@ -532,7 +544,8 @@ def deactivate(cpas: str, user: str) -> Any:
     form = ActionForm()
     if request.method == "GET":
         return render_template("web/confirm.html", info=info, form=form, kind="deactivate",
-                               subject=row.name or row.user, back=request.args.get("back", ""))
+                               subject=row.name or row.user,
+                               back=safe_next(request.args.get("back"), url_for("web.home", cpas=cpas)))
     try:
         with svc().admin(identity().actor, cpas) as admin:
             admin.deactivate_user(cpas, user)

@@ -7,6 +7,7 @@ import html
 import re
 import shutil
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from authz_service.db import Database
 from authz_service.models import AdminAccount
 from authz_service.security import hash_password
 from authz_service.store import Store
+from authz_service.web.auth import CLOCK
+from authz_service.web.throttle import LIMITER
 
 PASSWORD = "correct horse battery"
 TOKEN_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
@@ -129,6 +132,53 @@ class Web:
         response = self.get(url, **kwargs)
         assert response.status_code == status, (url, response.status_code, response.get_data(as_text=True)[:2000])
         return page(response)
+
+
+def browser(app: Any, address: str = "127.0.0.1") -> Web:
+    """A new browser (its own cookies) whose requests come from ``address``."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return Web(client)
+
+
+def cookie_of(web: Web) -> str:
+    cookie = web.client.get_cookie("authz_session")
+    assert cookie is not None
+    return str(cookie.value)
+
+
+def with_cookie(app: Any, value: str, address: str = "127.0.0.1") -> Web:
+    """Another browser replaying a captured session cookie."""
+    other = browser(app, address)
+    other.client.set_cookie("authz_session", value)
+    return other
+
+
+def without_throttle(app: Any) -> None:
+    """Switch the login throttle off, to look at the per-account lock alone."""
+    app.extensions[LIMITER].enabled = False
+
+
+class FakeClock:
+    """The web UI's clock in tests (sessions, lock, throttle): moves only when told."""
+
+    def __init__(self) -> None:
+        self.moment = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def advance(self, **delta: float) -> None:
+        self.moment += timedelta(**delta)
+
+    def install(self, app: Any) -> FakeClock:
+        app.extensions[CLOCK] = self
+        return self
+
+
+@pytest.fixture
+def clock(app: Any) -> FakeClock:
+    return FakeClock().install(app)
 
 
 def page(response: Any) -> str:

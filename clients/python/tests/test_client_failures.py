@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cpas_authz_client import AuthzClient, AuthzError, Decision, ErrorInfo
+from cpas_authz_client import AuthzClient, AuthzError, CheckRequest, Decision, ErrorInfo
 
 from support import DEMO_CPAS, MARIE, CountingSession, Stub, closed_port, hang_up, reply, sleep_then
 
@@ -212,7 +212,10 @@ def test_the_cached_body_is_never_served_on_an_error(stub: Stub) -> None:
         assert authz.functions_of(DEMO_CPAS, MARIE).functions == ("dossier.list",)
     sent = [r[2].get("If-None-Match") for r in stub.requests]
     assert sent == [None, '"v1"', '"v1"', None]  # the error dropped the cached copy
-    assert [r[1] for r in stub.requests] == [f"/cpas/{DEMO_CPAS}/users/{MARIE}/functions?lang=fr"] * 4
+    path = f"/cpas/{DEMO_CPAS}/users/{MARIE}/functions?lang=fr"
+    # after the first answer, the version it carried is passed on: never an older answer afterwards
+    token = f"&min_policy_version={FUNCTIONS['policy_version']}"
+    assert [r[1] for r in stub.requests] == [path] + [path + token] * 3
 
 
 @pytest.mark.parametrize(
@@ -261,3 +264,39 @@ def test_options_are_keyword_only_and_checked() -> None:
     client = AuthzClient("http://127.0.0.1:1/", api_key="secret-key-text")
     assert "secret-key-text" not in repr(client) and client.timeout == 2.0 and client.retries == 2
     client.close()
+
+
+# -- consistency tokens ------------------------------------------------------------------------------------------
+def test_the_highest_version_seen_is_passed_on_so_answers_never_go_back(stub: Stub) -> None:
+    stub.then(
+        reply(200, json.dumps({"allowed": True, "policy_version": 7})),
+        reply(201, json.dumps({"user": MARIE, "policy_version": 9}), headers={"X-Policy-Version": "9"}),
+        reply(200, json.dumps({"allowed": True, "policy_version": 9})),
+        reply(200, json.dumps({"policy_version": 9, "results": [{"id": "0", "allowed": True, "policy_version": 9},
+                                                                {"id": "1", "allowed": False, "policy_version": 1}]})),
+        reply(200, json.dumps({"allowed": False, "policy_version": 12})),
+    )
+    with AuthzClient(stub.url, api_key="k") as authz:
+        authz.check(DEMO_CPAS, MARIE, "dossier.search")  # nothing seen yet: no token
+        assert authz.user_seen(DEMO_CPAS, MARIE, name="Marie") is True  # its change carries version 9
+        authz.check(DEMO_CPAS, MARIE, "dossier.search")
+        authz.check_many([(DEMO_CPAS, MARIE, "dossier.search"), CheckRequest("0212345668", MARIE, "forms.list")])
+        authz.check(DEMO_CPAS, MARIE, "dossier.search", min_policy_version=12)  # asked for more: more is sent
+    bodies = [json.loads(r[3]) for r in stub.requests]
+    assert "min_policy_version" not in bodies[0]
+    assert bodies[2]["min_policy_version"] == 9
+    assert bodies[3]["requests"][0]["min_policy_version"] == 9
+    assert "min_policy_version" not in bodies[3]["requests"][1]  # another CPAS: nothing seen of it
+    assert bodies[4]["min_policy_version"] == 12
+
+
+def test_tracking_can_be_turned_off_and_a_version_told(stub: Stub) -> None:
+    stub.then(reply(200, json.dumps({"allowed": True, "policy_version": 7})))
+    with AuthzClient(stub.url, api_key="k", track_versions=False) as authz:
+        authz.check(DEMO_CPAS, MARIE, "dossier.search")
+        authz.check(DEMO_CPAS, MARIE, "dossier.search")
+    assert all("min_policy_version" not in json.loads(r[3]) for r in stub.requests)
+    with AuthzClient(stub.url, api_key="k") as authz:
+        authz.saw_version(DEMO_CPAS, 40)  # e.g. the policy_version of an admin change made elsewhere
+        authz.check(DEMO_CPAS, MARIE, "dossier.search")
+    assert json.loads(stub.requests[-1][3])["min_policy_version"] == 40

@@ -123,8 +123,9 @@ def test_key_scopes_and_cpas_limits_are_forbidden(live: Live) -> None:
 
 
 def test_unavailable_service_is_a_503_not_retried_and_denied(live: Live, counting: CountingSession) -> None:
-    # The same store, an app that considers its policy stale almost at once: decisions answer 503.
-    app = create_app({**live.overrides, "max_staleness": 0.05}, start_polling=False)
+    # The same store, an app that polls (so it can go stale) and considers its policy stale almost at once,
+    # but never starts its poller: decisions answer 503.
+    app = create_app({**live.overrides, "max_staleness": 0.05, "poll_interval": 60}, start_polling=False)
     try:
         app.extensions["authz"].sync()
         with serve(app) as url, AuthzClient(url, api_key=live.keys["full"], session=counting) as authz:

@@ -64,7 +64,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             try:
                 if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still booting
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"the server was not ready in 30 s:\n{log.read_text()[-3000:]}")

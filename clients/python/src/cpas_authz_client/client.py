@@ -58,6 +58,13 @@ class AuthzClient:
     ``retries`` only ever repeats a request that failed to connect (see ``_send``). ``session`` lets the
     caller bring a configured ``requests.Session`` (proxies, TLS, adapters); the client then leaves it
     open on ``close()``. ``cache_size`` bounds the ETag cache of ``functions_of`` (0 turns it off).
+
+    Consistency: every answer carries the CPAS's ``policy_version``. With ``track_versions`` (the default)
+    the client remembers the highest one it has seen per CPAS and sends it as ``min_policy_version`` on
+    every later decision, so that an answer never goes back in time, even when the calls reach different
+    instances: a change this client made (``user_seen``) or a decision it got is never undone by an older
+    copy of the policy. A caller that made a change elsewhere (the admin API) passes that answer's
+    ``policy_version`` itself, as ``min_policy_version=`` or with :meth:`saw_version`.
     """
 
     def __init__(
@@ -70,6 +77,7 @@ class AuthzClient:
         backoff: float = 0.05,
         session: requests.Session | None = None,
         cache_size: int = 1024,
+        track_versions: bool = True,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http:// or https:// URL")
@@ -95,6 +103,25 @@ class AuthzClient:
         }
         self._cache: OrderedDict[_CacheKey, UserFunctions] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self.track_versions = track_versions
+        self._versions: dict[str, int] = {}  # CPAS -> the highest policy_version seen (a bounded dict)
+
+    # -- consistency tokens --------------------------------------------------------------------------------
+    def saw_version(self, cpas: str, version: int | None) -> None:
+        """Remember that ``cpas`` reached ``version`` (e.g. the ``policy_version`` of an admin change made
+        with another client): later decisions of this client are at least that current."""
+        if not self.track_versions or not isinstance(version, int) or isinstance(version, bool):
+            return
+        with self._cache_lock:
+            if version > self._versions.get(cpas, 0):
+                if len(self._versions) >= 100_000:
+                    self._versions.clear()
+                self._versions[cpas] = version
+
+    def _minimum(self, cpas: str, asked: int | None) -> int:
+        with self._cache_lock:
+            known = self._versions.get(cpas, 0)
+        return max(known, asked or 0)
 
     def __repr__(self) -> str:  # never the key
         return f"AuthzClient({self.base_url!r})"
@@ -116,19 +143,27 @@ class AuthzClient:
         self.close()
 
     # -- decisions ---------------------------------------------------------------------------------------
-    def check(self, cpas: str, user: str, function: str, *, explain: bool = False) -> Decision:
-        """POST /enforce. A deny is a normal Decision; any failure raises :class:`AuthzError`."""
-        payload = {"cpas": cpas, "user": user, "function": function, "explain": explain}
+    def check(self, cpas: str, user: str, function: str, *, explain: bool = False,
+              min_policy_version: int | None = None) -> Decision:
+        """POST /enforce. A deny is a normal Decision; any failure raises :class:`AuthzError`.
+        ``min_policy_version``: answer from that policy version of the CPAS or newer (503 ``unavailable``
+        if the service cannot reach it in time)."""
+        payload: dict[str, Any] = {"cpas": cpas, "user": user, "function": function, "explain": explain}
+        minimum = self._minimum(cpas, min_policy_version)
+        if minimum:
+            payload["min_policy_version"] = minimum
         response = self._send("POST", "/enforce", json=payload, read_only=True)
         if response.status_code != 200:
             raise _error_of(response)
-        return parse_decision(_json_of(response), response.status_code)
+        decision = parse_decision(_json_of(response), response.status_code)
+        self.saw_version(cpas, decision.policy_version)
+        return decision
 
-    def is_allowed(self, cpas: str, user: str, function: str) -> bool:
+    def is_allowed(self, cpas: str, user: str, function: str, *, min_policy_version: int | None = None) -> bool:
         """Fail-closed check: True only on a well-formed ``"allowed": true`` answer; False on anything
         else (network, timeout, 4xx, 5xx, malformed body), with a warning in the log."""
         try:
-            return self.check(cpas, user, function).allowed is True
+            return self.check(cpas, user, function, min_policy_version=min_policy_version).allowed is True
         except AuthzError as err:
             # No user id in the log: in a CPAS it is a national-register number.
             log.warning("authorization check failed, denying (cpas=%s function=%s): %s", cpas, function, err)
@@ -167,6 +202,9 @@ class AuthzClient:
             entry: dict[str, Any] = {"id": str(index), "cpas": item.cpas, "user": item.user, "function": item.function}
             if item.explain:
                 entry["explain"] = True
+            minimum = self._minimum(item.cpas, item.min_policy_version)
+            if minimum:
+                entry["min_policy_version"] = minimum
             sent.append(entry)
         response = self._send("POST", "/enforce/batch", json={"requests": sent}, read_only=True)
         if response.status_code != 200:
@@ -183,10 +221,15 @@ class AuthzClient:
             # Our ids are the positions: a result out of place would give one user another's answer.
             if not isinstance(raw, dict) or raw.get("id") != str(index):
                 raise AuthzError(MALFORMED_RESPONSE, f"result {index} does not answer request {index}", status)
-        return [parse_batch_item(raw, version, status) for raw in results]
+        decisions = [parse_batch_item(raw, version, status) for raw in results]
+        for item, decision in zip(chunk, decisions, strict=True):
+            if decision.error is None:
+                self.saw_version(item.cpas, decision.policy_version)
+        return decisions
 
     # -- what a user may do (menus) ------------------------------------------------------------------------
-    def functions_of(self, cpas: str, user: str, *, lang: str = "fr") -> UserFunctions:
+    def functions_of(self, cpas: str, user: str, *, lang: str = "fr",
+                     min_policy_version: int | None = None) -> UserFunctions:
         """GET /cpas/{cpas}/users/{user}/functions, revalidated with the ETag of the last answer.
 
         The cached body is only ever returned on the service's 304; on an error nothing stale is served
@@ -195,7 +238,11 @@ class AuthzClient:
         cached = self._cache_get(key)
         headers = {"If-None-Match": cached.etag} if cached is not None and cached.etag else None
         path = f"/cpas/{_segment(cpas)}/users/{_segment(user)}/functions"
-        response = self._send("GET", path, params={"lang": lang}, headers=headers, read_only=True)
+        params = {"lang": lang}
+        minimum = self._minimum(cpas, min_policy_version)
+        if minimum:
+            params["min_policy_version"] = str(minimum)
+        response = self._send("GET", path, params=params, headers=headers, read_only=True)
         status = response.status_code
         if status == 304 and cached is not None:
             self._cache_put(key, cached)
@@ -207,6 +254,7 @@ class AuthzClient:
         result = parse_user_functions(_json_of(response), status, etag)
         if result.user != user:
             raise AuthzError(MALFORMED_RESPONSE, "the answer is about another user", status)
+        self.saw_version(cpas, result.policy_version)
         if etag:
             self._cache_put(key, result)
         else:
@@ -231,10 +279,11 @@ class AuthzClient:
         created the user (201), False when it knew them (200); raises :class:`AuthzError` otherwise."""
         path = f"/cpas/{_segment(cpas)}/users/{_segment(user)}"
         response = self._send("PUT", path, json={"name": name, "lang": lang}, read_only=False)
-        if response.status_code == 201:
-            return True
-        if response.status_code == 200:
-            return False
+        if response.status_code in (200, 201):
+            version = response.headers.get("X-Policy-Version", "")
+            if version.isdigit():  # the change's token: this client's next decisions include it
+                self.saw_version(cpas, int(version))
+            return response.status_code == 201
         raise _error_of(response)
 
     # -- ETag cache --------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ class CheckRequest:
     user: str
     function: str
     explain: bool = False
+    min_policy_version: int | None = None  # answer from this policy version or newer
 
 
 @dataclass(frozen=True, slots=True)
