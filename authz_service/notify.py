@@ -56,8 +56,18 @@ class Notifier:
         on_connected: Callable[[], object] | None = None,
         on_alive: Callable[[], object] | None = None,
     ) -> None:
-        """Start the listener thread; ``on_change(cpas)`` runs on it, ``on_connected()`` each time it has
-        (re)subscribed, ``on_alive()`` about once a second while it stays subscribed."""
+        """Start the listener thread (none without a carrier); ``on_change(cpas)`` runs on it,
+        ``on_connected()`` each time it has (re)subscribed, ``on_alive()`` about once a second while it
+        stays subscribed."""
+        if self.kind == "off":
+            return
+        self._on_connected = on_connected or self._on_connected
+        self._on_alive = on_alive or self._on_alive
+        self._start(lambda: self._session(on_change))
+
+    def _session(self, on_change: Callable[[str], object]) -> None:
+        """Connect, subscribe, then deliver messages until the connection fails or we stop."""
+        raise NotImplementedError
 
     def _payload(self, cpas: str) -> str:
         return json.dumps({"cpas": cpas, "origin": self.origin})
@@ -110,16 +120,6 @@ class PostgresNotifier(Notifier):
         session.execute(text("SELECT pg_notify(:channel, :payload)"),
                         {"channel": CHANNEL, "payload": self._payload(cpas)})
 
-    def listen(
-        self,
-        on_change: Callable[[str], object],
-        on_connected: Callable[[], object] | None = None,
-        on_alive: Callable[[], object] | None = None,
-    ) -> None:
-        self._on_connected = on_connected or self._on_connected
-        self._on_alive = on_alive or self._on_alive
-        self._start(lambda: self._session(on_change))
-
     def _session(self, on_change: Callable[[str], object]) -> None:
         import psycopg
 
@@ -148,16 +148,6 @@ class RedisNotifier(Notifier):
             self.client.publish(CHANNEL, self._payload(cpas))
         except Exception as exc:  # Redis down: the others catch up at their next poll
             log.warning("could not publish a policy notification: %s", exc)
-
-    def listen(
-        self,
-        on_change: Callable[[str], object],
-        on_connected: Callable[[], object] | None = None,
-        on_alive: Callable[[], object] | None = None,
-    ) -> None:
-        self._on_connected = on_connected or self._on_connected
-        self._on_alive = on_alive or self._on_alive
-        self._start(lambda: self._session(on_change))
 
     def _session(self, on_change: Callable[[str], object]) -> None:
         import redis

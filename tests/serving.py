@@ -35,26 +35,34 @@ def free_port() -> int:
 def call(base_url: str, method: str, path: str, body: Any = None, key: str | None = None,
          timeout: float = 30.0) -> tuple[int, Any]:
     """One request on a connection of its own: (status, parsed JSON body or None)."""
+    status, _, parsed = exchange(base_url, method, path, body, key, timeout=timeout)
+    return status, parsed
+
+
+def exchange(base_url: str, method: str, path: str, body: Any = None, key: str | None = None, *,
+             headers: dict[str, str] | None = None, timeout: float = 30.0) -> tuple[int, dict[str, str], Any]:
+    """``call`` with request headers, answering (status, headers with lower-case names, parsed body)."""
     parts = urlsplit(base_url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
-    headers = {"Connection": "close"}
+    sent = {"Connection": "close", **(headers or {})}
     if key:
-        headers["Authorization"] = f"Bearer {key}"
+        sent["Authorization"] = f"Bearer {key}"
     payload = None
     if body is not None:
         payload = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
+        sent["Content-Type"] = "application/json"
     try:
-        conn.request(method, path, body=payload, headers=headers)
+        conn.request(method, path, body=payload, headers=sent)
         response = conn.getresponse()
         raw = response.read()
+        found = {k.lower(): v for k, v in response.getheaders()}
     finally:
         conn.close()
     try:
         parsed = json.loads(raw) if raw else None
     except ValueError:
         parsed = raw.decode(errors="replace")
-    return response.status, parsed
+    return response.status, found, parsed
 
 
 @contextlib.contextmanager

@@ -5,11 +5,8 @@ caller passes the change's ``policy_version`` as ``min_policy_version``."""
 
 from __future__ import annotations
 
-import http.client
-import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,7 +16,7 @@ from authz_service.db import Database
 from authz_service.security import new_api_key
 from authz_service.store import Store
 
-from .serving import running_server
+from .serving import exchange, running_server
 
 CPAS = "0212345668"
 USER = "71020312345"
@@ -29,21 +26,7 @@ PAIRS = 200
 
 def request(base: str, method: str, path: str, key: str, body: Any = None,
             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
-    parts = urlsplit(base)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
-    sent = {"Connection": "close", "Authorization": f"Bearer {key}", **(headers or {})}
-    payload = None
-    if body is not None:
-        payload = json.dumps(body).encode()
-        sent["Content-Type"] = "application/json"
-    try:
-        conn.request(method, path, body=payload, headers=sent)
-        response = conn.getresponse()
-        raw = response.read()
-        found = {k.lower(): v for k, v in response.getheaders()}
-    finally:
-        conn.close()
-    return response.status, found, json.loads(raw) if raw else None
+    return exchange(base, method, path, body, key, headers=headers)
 
 
 def _prepare(url: str) -> str:
