@@ -11,7 +11,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -143,13 +143,6 @@ class Service:
         elif self._absent.get(cpas) == board.read(slot_of(cpas)):
             return None  # looked up in the store since the last change announced in its slot
         return self._catch_up(cpas, minimum)
-
-    def fresh_policies(self, wanted: Mapping[str, int]) -> Mapping[str, CpasPolicy]:
-        """One snapshot for a batch: each CPAS of ``wanted`` (cpas -> minimum version) brought up to date
-        first as ``fresh_policy`` does; unknown CPAS are simply absent."""
-        for cpas, minimum in wanted.items():
-            self.fresh_policy(cpas, minimum)
-        return self.snapshot().policies
 
     def snapshot(self) -> Snapshot:
         try:
