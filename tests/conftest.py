@@ -16,6 +16,7 @@ from authz_service import create_app
 from authz_service.cli import init_db
 from authz_service.config import load_settings
 from authz_service.db import Database
+from authz_service.freshness import default_path
 from authz_service.security import new_api_key
 from authz_service.store import Store
 
@@ -44,7 +45,11 @@ def postgres_schema(name: str, *, drop: bool = False) -> str:
             conn.execute(text(f'CREATE SCHEMA "{name}"'))
     engine.dispose()
     separator = "&" if "?" in POSTGRES_URL else "?"
-    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{name}"
+    url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{name}"
+    board = default_path(url)  # the schema's version board, in the temporary folder
+    if drop and board is not None:
+        board.unlink(missing_ok=True)
+    return url
 
 
 @pytest.fixture(params=["sqlite"])

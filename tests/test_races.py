@@ -228,6 +228,29 @@ def test_assignments_racing_a_delete_of_a_profile_leave_no_dangling_link(server:
         call(server, "PUT", f"/cpas/{cpas}/users/{user}/profiles", {"profiles": []}, world.key)
 
 
+def test_a_deactivation_racing_an_assignment_never_leaves_an_inactive_user_allowed(server: str, world: World) -> None:
+    """Measured before: `{"active": false, "profiles": [8]}` and `allowed: true` in 4 of 20 rounds."""
+    cpas = new_kbo()
+    create_cpas(server, world.key, cpas)
+    builtin = call(server, "GET", f"/cpas/{cpas}/profiles", key=world.key)[1][0]["id"]
+    user = "85073003328"
+    assert call(server, "PUT", f"/cpas/{cpas}/users/{user}", {"name": "Marie", "lang": "fr"}, world.key)[0] == 201
+    for _ in range(20):
+        assert call(server, "POST", f"/cpas/{cpas}/users/{user}/reactivate", key=world.key)[0] == 200
+        results = parallel([
+            partial(call, server, "PUT", f"/cpas/{cpas}/users/{user}/profiles", {"profiles": [builtin]}, world.key),
+            partial(call, server, "POST", f"/cpas/{cpas}/users/{user}/deactivate", key=world.key),
+        ])
+        no_server_error(results)
+        assert results[0][0] in (200, 409) and results[1][0] == 200, results
+        status, state = call(server, "GET", f"/cpas/{cpas}/users/{user}", key=world.key)
+        assert status == 200 and state["active"] is False and state["profiles"] == [], state
+        version = max(b["policy_version"] for s, b in results if s == 200)
+        decision = call(server, "POST", "/enforce", {"cpas": cpas, "user": user, "function": "dossier.search",
+                                                     "min_policy_version": version, "explain": True}, world.key)[1]
+        assert decision["allowed"] is False and decision["explanation"]["reason"] == "user_inactive", decision
+
+
 def dangling_links(world: World, cpas: str | None = None) -> list[Any]:
     """g rows naming a profile that does not exist (in its CPAS)."""
     return sql(world, """
