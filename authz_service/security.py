@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -72,6 +73,10 @@ def new_api_key(store: Store, name: str, scopes: tuple[str, ...], cpas: list[str
     return f"{KEY_PREFIX}_{prefix}_{secret}"
 
 
+_KEY_PART = re.compile(r"[0-9a-f]{1,32}", re.ASCII)  # secrets.token_hex
+_KEY_SECRET = re.compile(r"[A-Za-z0-9_-]{1,200}", re.ASCII)  # secrets.token_urlsafe
+
+
 def authenticate_key(store: Store, header: str | None) -> Principal:
     if not header:
         raise Unauthenticated("missing Authorization: Bearer <api key> header")
@@ -79,7 +84,9 @@ def authenticate_key(store: Store, header: str | None) -> Principal:
     if kind.lower() != "bearer" or not token.strip():
         raise Unauthenticated("the Authorization header must be 'Bearer <api key>'")
     parts = token.strip().split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+    # checked before any lookup: a NUL or another stray character must be a 401, never a store error
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not _KEY_PART.fullmatch(parts[1]) \
+            or not _KEY_SECRET.fullmatch(parts[2]):
         raise Unauthenticated("malformed API key")
     key = store.api_key_by_prefix(parts[1])
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, _digest(parts[2])):

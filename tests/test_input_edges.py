@@ -581,3 +581,10 @@ def test_kbo_ascii_forms_still_parse() -> None:
         with pytest.raises(ValueError):
             parse_kbo(bad)
 
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+@pytest.mark.parametrize("key", ["azk_abc\x00def_secret", "azk_abcdef_sec\x00ret", "azk_ABC_x", "azk_abc_s\u00e9cret"])
+def test_a_stray_character_in_the_api_key_is_a_401_on_every_backend(app: Any, key: str) -> None:
+    answer = app.test_client().get("/catalog", headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 401 and answer.get_json()["error"]["code"] == "unauthenticated"
