@@ -37,7 +37,6 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
     from .inputs import install as install_input_guards
 
     settings = load_settings(overrides)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = OpenAPI(
         __name__,
         info=Info(title="CPAS/OCMW authorization service", version="1"),

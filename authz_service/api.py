@@ -1,27 +1,22 @@
-"""JSON routes of API.md. Thin: parse (flask-openapi3 + pydantic), authorize, one call, serialize."""
+"""JSON routes of docs/api.md. Thin: parse (flask-openapi3 + pydantic), authorize, one call, serialize."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, current_app, g, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import ValidationError
 
-from . import metrics
 from .admin import Admin, cpas_snapshot, profile_description, users_with_profiles
-from .engine import CpasPolicy
+from .decisions import admissible, decide
 from .errors import (
     InvalidRequest,
     PayloadTooLarge,
     ServiceError,
-    Unavailable,
-    UnknownCpas,
-    UnknownFunction,
     envelope,
 )
 from .models import iso
@@ -74,7 +69,7 @@ def principal() -> Principal:
 
 def _authenticate(scope: str) -> None:
     header = request.headers.get("Authorization")
-    # API.md: the admin routes also accept the admin UI's session (the web UI registers how to read it)
+    # docs/api.md: the admin routes also accept the admin UI's session (the web UI registers how to read it)
     from_session = current_app.extensions.get("authz_session_principal")
     if header is None and scope == "admin" and from_session is not None:
         found = from_session()
@@ -98,36 +93,16 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 # -- decisions ----------------------------------------------------------------------------------------
-def _check(svc: Service, req: EnforceRequest) -> None:
-    principal().require_cpas(req.cpas)
-    if req.function not in svc.catalog:
-        raise UnknownFunction(f"unknown function code: {req.function}", {"function": req.function})
-
-
-def _decide(svc: Service, policies: Mapping[str, CpasPolicy], req: EnforceRequest) -> dict[str, Any]:
-    """One decision on the given policies (each already current, see Service.fresh_policy), as the JSON
-    body of API.md."""
-    _check(svc, req)
-    policy = policies.get(req.cpas)
-    if policy is None:
-        raise UnknownCpas(f"CPAS {req.cpas} is not known to the service")
-    decision = policy.decide(req.user, req.function, explain=req.explain)
-    metrics.DECISIONS.labels("allow" if decision.allowed else "deny").inc()
-    return decision.as_json(explain=req.explain)
-
-
 @decisions.post("/enforce", responses={200: EnforceResponse})
 def enforce(body: EnforceRequest) -> Response:
     """May this user use this function in this CPAS? A deny is a normal 200."""
-    svc = service()
-    _check(svc, body)
-    return _json(_decide(svc, {body.cpas: svc.policy(body.cpas, body.min_policy_version)}, body))
+    return _json(decide(service(), principal(), body).as_json(explain=body.explain))
 
 
 @decisions.post("/enforce/batch", responses={200: BatchResponse, 413: ErrorResponse})
 def enforce_batch(body: BatchRequest) -> Response:
     """Up to 1000 decisions on one policy snapshot, in input order, each with its own error."""
-    svc = service()
+    svc, who = service(), principal()
     if len(body.requests) > svc.settings.batch_limit:
         raise PayloadTooLarge(
             f"a batch holds at most {svc.settings.batch_limit} requests ({len(body.requests)} sent)"
@@ -142,7 +117,7 @@ def enforce_batch(body: BatchRequest) -> Response:
                 req = EnforceRequest.model_validate({k: v for k, v in item.items() if k != "id"})
             except ValidationError as exc:
                 raise InvalidRequest(_first_error(exc), _errors(exc)) from None
-            _check(svc, req)
+            admissible(svc, who, req)
             wanted[req.cpas] = max(wanted.get(req.cpas, 0), req.min_policy_version)
             parsed.append(req)
         except ServiceError as err:
@@ -159,16 +134,9 @@ def enforce_batch(body: BatchRequest) -> Response:
         try:
             if isinstance(req_or_error, ServiceError):
                 raise req_or_error
-            req = req_or_error
-            policy = policies.get(req.cpas)
-            if policy is not None and policy.version < req.min_policy_version:
-                raise Unavailable(
-                    f"policy version {req.min_policy_version} of CPAS {req.cpas} is not available here yet "
-                    f"(this instance has version {policy.version}); retry shortly",
-                    {"policy_version": policy.version, "min_policy_version": req.min_policy_version},
-                )
-            result = {"id": item_id, **_decide(svc, policies, req)}
-            versions.add(result["policy_version"])
+            decision = decide(svc, who, req_or_error, policies)
+            result = {"id": item_id, **decision.as_json(explain=req_or_error.explain)}
+            versions.add(decision.policy_version)
         except ServiceError as err:
             result = {"id": item_id, "allowed": False, **envelope(err.code, err.message, err.details)}
         results.append(result)

@@ -117,7 +117,7 @@ class Decision:
     missing_prerequisites: tuple[str, ...] = ()
 
     def as_json(self, *, explain: bool) -> dict[str, object]:
-        """The body of API.md's decision answer."""
+        """The body of a decision's answer (docs/api.md, "Decisions")."""
         body: dict[str, object] = {"allowed": self.allowed, "policy_version": self.policy_version}
         if explain:
             body["explanation"] = {

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import metrics
-from .engine import EngineUnavailable
+from .decisions import decide
 from .errors import ServiceError
 from .inputs import is_json_content_type
 from .schemas import EnforceRequest
@@ -64,21 +64,14 @@ class EnforceFastPath:
         return [body]
 
     def _answer(self, raw: bytes, authorization: str | None) -> bytes | None:
-        service = self.service
+        """The decision's body, or None for anything but a plain 200 (Flask then answers, from scratch)."""
         try:
             req = EnforceRequest.model_validate_json(raw)
-            principal = service.authenticate(authorization)
-            if "enforce" not in principal.scopes or not principal.may_use(req.cpas):
-                return None
-            if req.function not in service.catalog:
-                return None
-            policy = service.fresh_policy(req.cpas, req.min_policy_version)  # read-your-writes, the token
-            if policy is None:
-                return None
-            decision = policy.decide(req.user, req.function, explain=req.explain)
-        except (ValidationError, ServiceError, EngineUnavailable, ValueError):
+            principal = self.service.authenticate(authorization)
+            principal.require_scope("enforce")
+            decision = decide(self.service, principal, req)
+        except (ValidationError, ServiceError, ValueError):
             return None
-        metrics.DECISIONS.labels("allow" if decision.allowed else "deny").inc()
         # byte for byte what Flask's jsonify writes
         return (json.dumps(decision.as_json(explain=req.explain), separators=(",", ":"), sort_keys=True)
                 + "\n").encode()

@@ -51,7 +51,9 @@ class Service:
         self.last_error: str | None = None
         self._keys = KeyCache()
         self._store_failed: tuple[float, Unavailable] | None = None  # when a key lookup last found it down
-        self._absent: dict[str, int] = {}  # CPAS the store did not have, with the board's count then
+        self._absent: dict[str, int] = {}
+        # CPAS whose store version fell short of a caller's token: (when, the version it had)
+        self._not_reached: dict[str, tuple[float, int]] = {}  # CPAS the store did not have, with the board's count then
 
     def authenticate(self, header: str | None) -> Principal:
         token = hashlib.sha256((header or "").encode()).hexdigest()  # never keep a key's text around
@@ -151,6 +153,15 @@ class Service:
             raise Unavailable(str(exc)) from exc
 
     def _catch_up(self, cpas: str, minimum: int) -> CpasPolicy | None:
+        behind = self._not_reached.get(cpas)
+        if behind is not None and minimum > behind[1] and self.engine.clock() - behind[0] < 1.0:
+            # the store was asked for less than a second ago and did not have it: say so at once (a
+            # caller repeating an unreachable token must not hold a worker for the whole wait each time)
+            raise VersionNotReached(
+                f"policy version {minimum} of CPAS {cpas} is not available here yet "
+                f"(this instance has version {behind[1]}); retry shortly",
+                {"policy_version": behind[1], "min_policy_version": minimum},
+            )
         deadline = time.monotonic() + self.settings.consistency_wait
         while True:
             if not self.refresh(cpas, minimum, force=False):
@@ -159,6 +170,7 @@ class Service:
             if policy is None or policy.version >= minimum:
                 return policy
             if time.monotonic() >= deadline:
+                self._not_reached[cpas] = (self.engine.clock(), policy.version)
                 raise VersionNotReached(
                     f"policy version {minimum} of CPAS {cpas} is not available here yet "
                     f"(this instance has version {policy.version}); retry shortly",

@@ -1,6 +1,6 @@
 """The only module that queries the database. Writes our rows and the Casbin rule rows through the
 caller's session, so that they share its transaction (sqlalchemy-adapter's own writes commit on their
-own and have known bugs; see CASBIN_NOTES.md). Casbin words stay here and in ``engine.py``.
+own and have known bugs; see docs/architecture.md, "Casbin facts"). Casbin words stay here and in ``engine.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bad input on every route of API.md: the documented 4xx with the error envelope
+"""Bad input on every route of docs/api.md: the documented 4xx with the error envelope
 ``{"error": {"code", "message", ...}}`` (never a 500, never HTML, never a stack trace or SQL text),
 nothing written to the database and the engine's decisions unchanged.
 
@@ -349,7 +349,7 @@ def refused(
     return err
 
 
-# -- every route of API.md, with a valid request (that the operator key would get through) ----------
+# -- every route of docs/api.md, with a valid request (that the operator key would get through) ----------
 def _update_body(w: World) -> dict[str, Any]:
     return {"version": w.version(w.profiles["rmc1"]), "description_fr": "RMC-1", "description_nl": "RMC-1",
             "functions": [GOOD_FN]}

@@ -5,7 +5,7 @@ profiles, deactivate, reactivate, "Mes accès"), prerequisites, covering, inclus
 decisions, audit, the Casbin CSV export against stock pycasbin, and the operations routes.
 
 Expected values come from the data files (seed/demo.yaml, policies/catalog.yaml, policies/templates.yaml)
-and from API.md, never from the service's own answers."""
+and from docs/api.md, never from the service's own answers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``authz-service`` command line (API.md, "Command line") through click's CliRunner, each test on
+"""The ``authz-service`` command line (docs/api.md, "Command line") through click's CliRunner, each test on
 its own SQLite file given by AUTHZ_DATABASE_URL, plus the installed console script."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""API.md: "The JSON admin API accepts an admin-scoped API key or the session." A signed-in manager
+"""docs/api.md: the JSON admin routes accept an admin-scoped API key or the admin UI's session. A signed-in manager
 reads and changes their own CPAS through the JSON routes; a change needs the session's CSRF token in
 X-CSRFToken; another CPAS, a signed-out browser and the decision routes stay closed."""
 

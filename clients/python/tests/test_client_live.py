@@ -80,7 +80,7 @@ def test_check_without_explain_has_no_explanation_and_a_dotted_cpas_is_accepted(
         (DEMO_CPAS, "no.such.function", "unknown_function", 400),
         (DEMO_CPAS, "Not A Code", "invalid_request", 400),
         (UNKNOWN_CPAS, "dossier.search", "unknown_cpas", 404),
-        ("0212345678", "dossier.search", "invalid_request", 400),  # API.md's example fails the mod-97 check
+        ("0212345678", "dossier.search", "invalid_request", 400),  # a well-formed number that fails the mod-97 check
     ],
 )
 def test_errors_raise_from_check_and_deny_in_is_allowed(

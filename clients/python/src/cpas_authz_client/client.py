@@ -1,4 +1,4 @@
-"""The HTTP client of the authorization service (API.md, v1).
+"""The HTTP client of the authorization service (docs/api.md of the service's repository, v1).
 
 Two faces for every question: a raising one (``check``, ``check_many``, ``functions_of``) that says why a
 call failed with an :class:`AuthzError`, and a fail-closed one (``is_allowed``, ``allowed_many``,
