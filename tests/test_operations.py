@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import time
 from typing import Any
 
 import pytest
@@ -62,11 +63,14 @@ def polling(overrides: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
-def test_stale_policy_refuses_decisions(polling: Any, app: Any, service: Any, operator: Any) -> None:
+def test_stale_policy_refuses_decisions(polling: Any, app: Any, service: Any, operator: Any,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     assert operator.post("/cpas", {"cpas": CPAS, "name_fr": "CPAS", "name_nl": "OCMW",
                                    "region": "brussels"}).status_code == 201
     assert operator.post("/enforce", ENFORCE).status_code == 200
-    service.engine._synced_at -= service.settings.max_staleness + 1  # the poller has not reached the store
+    # time passes and the poller has not reached the store: the engine's clock runs ahead of its last sync
+    ahead = service.settings.max_staleness + 1
+    monkeypatch.setattr(service.engine, "clock", lambda: time.monotonic() + ahead)
     refused = operator.post("/enforce", ENFORCE)
     assert refused.status_code == 503 and refused.json["error"]["code"] == "unavailable"
     batch = operator.post("/enforce/batch", {"requests": [{"id": 1, **ENFORCE}]})
