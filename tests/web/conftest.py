@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 
 from authz_service.admin import Admin
 from authz_service.catalog import load_catalog
@@ -19,7 +20,6 @@ from authz_service.cli import init_db, seed_demo
 from authz_service.config import load_settings
 from authz_service.db import Database
 from authz_service.models import AdminAccount
-from authz_service.security import hash_password
 from authz_service.store import Store
 from authz_service.web.auth import CLOCK
 from authz_service.web.throttle import LIMITER
@@ -62,7 +62,9 @@ def web_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
             admin = Admin(store, catalog, "test")
             admin.create_cpas(OTHER_CPAS, "CPAS de Test", "OCMW Test", "wallonia")
             admin.user_seen(OTHER_CPAS, "55555555555", name="Autre AGENT", lang="fr")
-            digest = hash_password(PASSWORD)
+            # argon2 reads its cost from the hash: a cheap one here keeps each sign-in of a test at about a
+            # millisecond instead of a tenth of a second (the service still hashes new passwords at full cost)
+            digest = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
             for username, (cpas, operator, lang) in ACCOUNTS.items():
                 store.add_admin(AdminAccount(username=username, password_hash=digest, operator=operator, lang=lang,
                                              cpas=[demo_cpas if c == "demo" else c for c in cpas]))

@@ -4,6 +4,7 @@ shows an English message."""
 from __future__ import annotations
 
 import shutil
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ WEB = TRANSLATIONS.parent
 LANGS = ("fr", "nl")
 
 
+@cache  # the sources do not change during a run; extracting them takes a second
 def source_messages() -> dict[str, tuple[str, ...]]:
     """msgid -> plural forms, as `pybabel extract -F babel.cfg -k _l` finds them in the sources."""
     with (WEB / "babel.cfg").open(encoding="utf-8") as handle:
