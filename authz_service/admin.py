@@ -16,26 +16,26 @@ from .engine import in_language
 from .errors import (
     BuiltinProfile,
     Conflict,
+    CoveredActions,
+    DescriptionMissing,
     DuplicateDescription,
+    InclusionCycle,
+    InclusionTooDeep,
     InvalidRequest,
     NotFound,
-    ProfileInUse,
+    ProfileAssigned,
+    ProfileIncluded,
+    ProfileMissing,
+    StaleVersion,
     UnknownCpas,
     UnknownFunction,
+    UserInactive,
 )
 from .models import Cpas, Profile, User, utcnow
 from .store import Store
 
 BUILTIN_FR = "Tous les accès"
 BUILTIN_NL = "Alle toegangen"
-IN_USE_FR = (
-    "Le profil que vous voulez supprimer est affecté à un ou plusieurs utilisateurs. "
-    "Veuillez d'abord le désaffecter."
-)
-IN_USE_NL = (
-    "Het profiel dat u wilt verwijderen is aan een of meer gebruikers toegekend. "
-    "Gelieve het eerst in te trekken."
-)
 
 
 def description_key(text: str | None) -> str | None:
@@ -146,16 +146,12 @@ class Admin:
             raise UnknownFunction(f"unknown function code(s): {', '.join(unknown)}", {"unknown": unknown})
         covered = [c for c in codes if not self.catalog.functions[c].selectable]
         if covered:
-            raise InvalidRequest(
-                "these actions have no checkbox of their own; grant the function that covers them: "
-                + ", ".join(f"{c} (by {', '.join(self.catalog.coverers(c))})" for c in covered),
-                {"covered": covered},
-            )
+            raise CoveredActions({c: list(self.catalog.coverers(c)) for c in covered})
         return codes
 
     def _check_descriptions(self, cpas: str, fr: str | None, nl: str | None, except_id: int | None) -> None:
         if not fr and not nl:
-            raise InvalidRequest("a profile needs a French or a Dutch description (or both)")
+            raise DescriptionMissing()
         for lang, text in (("fr", fr), ("nl", nl)):
             key = description_key(text)
             if key and self.store.description_taken(cpas, lang, key, except_id=except_id):
@@ -168,12 +164,12 @@ class Admin:
         includes = sorted(set(includes))
         for pid in includes:
             if self.store.get_profile(cpas, pid) is None:
-                raise InvalidRequest(f"included profile {pid} does not exist in CPAS {cpas}", {"includes": pid})
+                raise ProfileMissing(pid, cpas, included=True)
         graph = self.store.inclusion_graph(cpas)
         key = profile_id if profile_id is not None else 0  # 0: the profile being created
         graph[key] = includes
         if profile_id is not None and profile_id in includes:
-            raise InvalidRequest("a profile cannot include itself")
+            raise InclusionCycle(None)
         # depth of the longest inclusion chain through any profile; a cycle is refused
         depth: dict[int, int] = {}
         visiting: set[int] = set()
@@ -182,7 +178,7 @@ class Admin:
             if node in depth:
                 return depth[node]
             if node in visiting:
-                raise InvalidRequest("profile inclusions would form a cycle", {"profile": node})
+                raise InclusionCycle(node)
             visiting.add(node)
             d = 1 + max((walk(n) for n in graph.get(node, ())), default=0)
             visiting.discard(node)
@@ -191,9 +187,7 @@ class Admin:
 
         for node in list(graph):
             if walk(node) - 1 > self.max_inclusion_depth:
-                raise InvalidRequest(
-                    f"profile inclusions may nest at most {self.max_inclusion_depth} levels deep"
-                )
+                raise InclusionTooDeep(self.max_inclusion_depth)
         return includes
 
     def create_profile(
@@ -240,11 +234,7 @@ class Admin:
         self._lock(cpas)
         profile = require_profile(self.store, cpas, profile_id)
         if profile.version != version:
-            raise Conflict(
-                f"profile {profile_id} was changed by someone else (version {profile.version}, "
-                f"you sent {version}); reload it and apply your changes again",
-                {"current_version": profile.version},
-            )
+            raise StaleVersion(profile_id, profile.version, version)
         before = self.profile_snapshot(profile)
         codes = self._check_functions(functions) if functions is not None else None
         if profile.builtin:
@@ -274,15 +264,10 @@ class Admin:
             raise BuiltinProfile("the built-in profile cannot be deleted")
         users = self.store.profile_users(cpas, profile_id)
         if users:
-            raise ProfileInUse(IN_USE_FR, {"message_nl": IN_USE_NL, "users": [u.user for u in users]})
+            raise ProfileAssigned([u.user for u in users])
         including = self.store.profiles_including(cpas, profile_id)
         if including:
-            raise ProfileInUse(
-                "Le profil que vous voulez supprimer est inclus dans d'autres profils. "
-                "Veuillez d'abord l'en retirer.",
-                {"message_nl": "Het profiel dat u wilt verwijderen is opgenomen in andere profielen. "
-                 "Gelieve het daar eerst uit te halen.", "profiles": including},
-            )
+            raise ProfileIncluded(including)
         before = self.profile_snapshot(profile)
         self.store.delete_profile(profile)
         self.store.audit(cpas, self.actor, "profile.delete", f"profile:{profile_id}", before, None)
@@ -325,11 +310,11 @@ class Admin:
         self._lock(cpas)
         row = require_user(self.store, cpas, user)
         if not row.active:
-            raise Conflict(f"user {user} is inactive; reactivate them before assigning profiles")
+            raise UserInactive(user)
         ids = sorted(set(profile_ids))
         for pid in ids:
             if self.store.get_profile(cpas, pid) is None:
-                raise InvalidRequest(f"profile {pid} does not exist in CPAS {cpas}", {"profile": pid})
+                raise ProfileMissing(pid, cpas, included=False)
         before = self.user_snapshot(row)
         self.store.set_user_profiles(cpas, user, ids)
         self.store.audit(cpas, self.actor, "user.assign", f"user:{user}", before, self.user_snapshot(row))

@@ -69,6 +69,90 @@ class DuplicateDescription(ServiceError):
     code, status = "duplicate_description", 409
 
 
+# -- typed refusals of the use cases: the JSON API shows their code, message and details; the web UI
+# picks its own translated sentence by class (web/messages.py), never by reading the message
+class StaleVersion(Conflict):
+    def __init__(self, profile_id: int, current_version: int, sent: int) -> None:
+        self.profile_id, self.current_version, self.sent = profile_id, current_version, sent
+        super().__init__(
+            f"profile {profile_id} was changed by someone else (version {current_version}, you sent {sent}); "
+            "reload it and apply your changes again",
+            {"current_version": current_version},
+        )
+
+
+class UserInactive(Conflict):
+    def __init__(self, user: str) -> None:
+        self.user = user
+        super().__init__(f"user {user} is inactive; reactivate them before assigning profiles")
+
+
+class DescriptionMissing(InvalidRequest):
+    def __init__(self) -> None:
+        super().__init__("a profile needs a French or a Dutch description (or both)")
+
+
+class CoveredActions(InvalidRequest):
+    """Actions without a checkbox of their own, with the functions that cover each."""
+
+    def __init__(self, coverers: dict[str, list[str]]) -> None:
+        self.coverers = coverers
+        super().__init__(
+            "these actions have no checkbox of their own; grant the function that covers them: "
+            + ", ".join(f"{c} (by {', '.join(by)})" for c, by in coverers.items()),
+            {"covered": list(coverers)},
+        )
+
+
+class ProfileMissing(InvalidRequest):
+    """A profile named by an inclusion or an assignment that does not exist in the CPAS."""
+
+    def __init__(self, profile_id: int, cpas: str, *, included: bool) -> None:
+        self.profile_id, self.cpas, self.included = profile_id, cpas, included
+        if included:
+            super().__init__(f"included profile {profile_id} does not exist in CPAS {cpas}", {"includes": profile_id})
+        else:
+            super().__init__(f"profile {profile_id} does not exist in CPAS {cpas}", {"profile": profile_id})
+
+
+class InclusionCycle(InvalidRequest):
+    """``profile`` None: the profile includes itself."""
+
+    def __init__(self, profile: int | None) -> None:
+        self.profile = profile
+        if profile is None:
+            super().__init__("a profile cannot include itself")
+        else:
+            super().__init__("profile inclusions would form a cycle", {"profile": profile})
+
+
+class InclusionTooDeep(InvalidRequest):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"profile inclusions may nest at most {limit} levels deep")
+
+
+class ProfileAssigned(ProfileInUse):
+    """The manual's refusal, in its own words (French message, Dutch in the details)."""
+
+    FR = ("Le profil que vous voulez supprimer est affecté à un ou plusieurs utilisateurs. "
+          "Veuillez d'abord le désaffecter.")
+    NL = "Het profiel dat u wilt verwijderen is aan een of meer gebruikers toegekend. Gelieve het eerst in te trekken."
+
+    def __init__(self, users: list[str]) -> None:
+        self.users = users
+        super().__init__(self.FR, {"message_nl": self.NL, "users": users})
+
+
+class ProfileIncluded(ProfileInUse):
+    FR = "Le profil que vous voulez supprimer est inclus dans d'autres profils. Veuillez d'abord l'en retirer."
+    NL = "Het profiel dat u wilt verwijderen is opgenomen in andere profielen. Gelieve het daar eerst uit te halen."
+
+    def __init__(self, profiles: list[int]) -> None:
+        self.profiles = profiles
+        super().__init__(self.FR, {"message_nl": self.NL, "profiles": profiles})
+
+
 class PayloadTooLarge(ServiceError):
     code, status = "payload_too_large", 413
 

@@ -23,13 +23,21 @@ from authz_service.config import load_settings
 from authz_service.errors import (
     BuiltinProfile,
     Conflict,
+    CoveredActions,
+    DescriptionMissing,
     DuplicateDescription,
+    InclusionCycle,
+    InclusionTooDeep,
     InvalidRequest,
     NotFound,
-    ProfileInUse,
+    ProfileAssigned,
+    ProfileIncluded,
+    ProfileMissing,
     ServiceError,
+    StaleVersion,
     UnknownCpas,
     UnknownFunction,
+    UserInactive,
 )
 from authz_service.models import AuditEntry, CasbinRule, Cpas, Profile, User
 from authz_service.schemas import parse_kbo
@@ -280,11 +288,11 @@ def test_create_profile_refusals(svc: Service, cpas: str, case: str) -> None:
     args: dict[str, Any] = {"description_fr": "Nouveau", "description_nl": None, "functions": [SEARCH]}
     expected: tuple[type[ServiceError], Any] = {
         "unknown_function": (UnknownFunction, {"unknown": ["no.such", "x.y"]}),
-        "covered_action": (InvalidRequest, {"covered": [COVERED]}),
-        "no_description": (InvalidRequest, None),
-        "empty_descriptions": (InvalidRequest, None),
-        "unknown_include": (InvalidRequest, {"includes": 987654}),
-        "include_of_another_cpas": (InvalidRequest, {"includes": foreign}),
+        "covered_action": (CoveredActions, {"covered": [COVERED]}),
+        "no_description": (DescriptionMissing, None),
+        "empty_descriptions": (DescriptionMissing, None),
+        "unknown_include": (ProfileMissing, {"includes": 987654}),
+        "include_of_another_cpas": (ProfileMissing, {"includes": foreign}),
     }[case]
     args.update({
         "unknown_function": {"functions": [SEARCH, "no.such", "x.y", "no.such"]},
@@ -357,8 +365,8 @@ def test_update_with_a_stale_version_is_a_conflict(svc: Service, cpas: str) -> N
     for stale in (1, 3):
         error = refused(svc, cpas, lambda a, v=stale: a.update_profile(
             cpas, target, version=v, description_fr="Autre", description_nl=None, functions=[], includes=None),
-            Conflict)
-        assert error.details == {"current_version": 2}
+            StaleVersion)
+        assert error.details == {"current_version": 2} and error.current_version == 2
 
 
 def test_deleted_or_foreign_profiles_are_not_found(svc: Service, cpas: str) -> None:
@@ -411,7 +419,7 @@ def test_a_profile_in_use_is_not_deleted_and_its_users_are_listed(svc: Service, 
     make_user(svc, cpas, "u-a", name="Bernard", profiles=(target,))
     make_user(svc, cpas, "u-m", name="Albert", profiles=(target,))
     make_user(svc, cpas, "u-free", name="Aaron")
-    error = refused(svc, cpas, lambda a: a.delete_profile(cpas, target), ProfileInUse)
+    error = refused(svc, cpas, lambda a: a.delete_profile(cpas, target), ProfileAssigned)
     assert error.details["users"] == ["u-m", "u-a", "u-z"]  # by name, then id
     assert set(error.details) == {"users", "message_nl"}
     # unassigned (a deactivation unassigns too), it goes
@@ -425,7 +433,7 @@ def test_an_included_profile_is_not_deleted(svc: Service, cpas: str) -> None:
     target = make_profile(svc, cpas, "Cible")
     second = make_profile(svc, cpas, "Deux", includes=(target,))
     first = make_profile(svc, cpas, "Un", includes=(target,))
-    error = refused(svc, cpas, lambda a: a.delete_profile(cpas, target), ProfileInUse)
+    error = refused(svc, cpas, lambda a: a.delete_profile(cpas, target), ProfileIncluded)
     assert error.details["profiles"] == sorted([first, second])
     assert set(error.details) == {"profiles", "message_nl"}
     for pid in (first, second):
@@ -444,11 +452,11 @@ def test_inclusion_cycles_are_refused(svc: Service, cpas: str) -> None:
         return lambda a: a.update_profile(cpas, pid, version=1, description_fr=f"P{pid}", description_nl=None,
                                           functions=None, includes=included)
 
-    error = refused(svc, cpas, include(a_id, [b_id]), InvalidRequest)  # a <-> b
+    error = refused(svc, cpas, include(a_id, [b_id]), InclusionCycle)  # a <-> b
     assert set(error.details) == {"profile"} and error.details["profile"] in (a_id, b_id)
-    error = refused(svc, cpas, include(a_id, [c_id]), InvalidRequest)  # a -> c -> b -> a
+    error = refused(svc, cpas, include(a_id, [c_id]), InclusionCycle)  # a -> c -> b -> a
     assert set(error.details) == {"profile"} and error.details["profile"] in (a_id, b_id, c_id)
-    error = refused(svc, cpas, include(a_id, [a_id]), InvalidRequest)  # itself
+    error = refused(svc, cpas, include(a_id, [a_id]), InclusionCycle)  # itself
     assert error.details is None
 
 
@@ -458,13 +466,13 @@ def test_inclusion_depth_is_limited(svc: Service, cpas: str) -> None:
     for level in range(1, limit + 1):  # P_level includes P_(level-1): `limit` inclusion links
         chain.append(make_profile(svc, cpas, f"P{level}", includes=(chain[-1],)))
     error = refused(svc, cpas, lambda a: a.create_profile(
-        cpas, description_fr="Trop", description_nl=None, functions=[], includes=[chain[-1]]), InvalidRequest)
+        cpas, description_fr="Trop", description_nl=None, functions=[], includes=[chain[-1]]), InclusionTooDeep)
     assert error.details is None
     # deepening the chain from below is refused alike
     leaf = make_profile(svc, cpas, "Feuille")
     error = refused(svc, cpas, lambda a: a.update_profile(
         cpas, chain[0], version=1, description_fr="P0", description_nl=None, functions=None, includes=[leaf]),
-        InvalidRequest)
+        InclusionTooDeep)
     assert error.details is None
     # the longest allowed chain decides: its bottom profile's function reaches a user of the top one
     make_user(svc, cpas, "u1", profiles=(chain[-1],))
@@ -533,9 +541,9 @@ def test_set_user_profiles_refusals(svc: Service, cpas: str, case: str) -> None:
     make_user(svc, cpas, "u2")
     change(svc, cpas, lambda a: a.deactivate_user(cpas, "u2"))
     user, profiles, error_class, details = {
-        "unknown_profile": ("u1", [mine, 987654], InvalidRequest, {"profile": 987654}),
-        "foreign_profile": ("u1", [foreign], InvalidRequest, {"profile": foreign}),
-        "inactive_user": ("u2", [mine], Conflict, None),
+        "unknown_profile": ("u1", [mine, 987654], ProfileMissing, {"profile": 987654}),
+        "foreign_profile": ("u1", [foreign], ProfileMissing, {"profile": foreign}),
+        "inactive_user": ("u2", [mine], UserInactive, None),
         "never_seen_user": ("u3", [mine], NotFound, None),
     }[case]
     error = refused(svc, cpas, lambda a: a.set_user_profiles(cpas, user, profiles), error_class)
@@ -570,17 +578,17 @@ def test_deactivate_and_reactivate_remove_every_profile(svc: Service, cpas: str)
 
 # -- transactions ------------------------------------------------------------------------------------
 REFUSALS: dict[str, tuple[type[ServiceError], Callable[[Admin, str, dict[str, int]], Any]]] = {
-    "stale_version": (Conflict, lambda a, c, p: a.update_profile(
+    "stale_version": (StaleVersion, lambda a, c, p: a.update_profile(
         c, p["used"], version=7, description_fr="X", description_nl=None, functions=None, includes=None)),
     "duplicate": (DuplicateDescription, lambda a, c, p: a.create_profile(
         c, description_fr="UTILISÉ", description_nl=None, functions=[])),
     "unknown_function": (UnknownFunction, lambda a, c, p: a.create_profile(
         c, description_fr="Y", description_nl=None, functions=["no.such"])),
-    "cycle": (InvalidRequest, lambda a, c, p: a.update_profile(
+    "cycle": (InclusionCycle, lambda a, c, p: a.update_profile(
         c, p["base"], version=1, description_fr="Base", description_nl=None, functions=None, includes=[p["used"]])),
-    "in_use": (ProfileInUse, lambda a, c, p: a.delete_profile(c, p["used"])),
+    "in_use": (ProfileAssigned, lambda a, c, p: a.delete_profile(c, p["used"])),
     "builtin": (BuiltinProfile, lambda a, c, p: a.delete_profile(c, p["builtin"])),
-    "inactive_user": (Conflict, lambda a, c, p: a.set_user_profiles(c, "u2", [p["base"]])),
+    "inactive_user": (UserInactive, lambda a, c, p: a.set_user_profiles(c, "u2", [p["base"]])),
     "unknown_user": (NotFound, lambda a, c, p: a.deactivate_user(c, "nobody")),
 }
 

@@ -9,15 +9,22 @@ from flask_babel import lazy_gettext as _l
 from ..errors import (
     BuiltinProfile,
     Conflict,
+    CoveredActions,
+    DescriptionMissing,
     DuplicateDescription,
     Forbidden,
-    InvalidRequest,
+    InclusionCycle,
+    InclusionTooDeep,
     NotFound,
-    ProfileInUse,
+    ProfileAssigned,
+    ProfileIncluded,
+    ProfileMissing,
     ServiceError,
+    StaleVersion,
     Unavailable,
     UnknownCpas,
     UnknownFunction,
+    UserInactive,
 )
 
 ACTIONS = {
@@ -47,23 +54,25 @@ def in_use_message() -> str:
 
 
 def error_message(err: ServiceError) -> str:
-    details = err.details if isinstance(err.details, dict) else {}
-    if isinstance(err, ProfileInUse):
-        if "profiles" in details:
-            return _("The profile you want to delete is included in other profiles. Please remove it from them first.")
+    """The reader's sentence for a refusal, chosen by its class (never by its English message)."""
+    if isinstance(err, ProfileIncluded):
+        return _("The profile you want to delete is included in other profiles. Please remove it from them first.")
+    if isinstance(err, ProfileAssigned):
         return in_use_message()
     if isinstance(err, BuiltinProfile):
         return _("The built-in profile “All access” cannot be deleted and its functions cannot be changed.")
     if isinstance(err, DuplicateDescription):
+        details = err.details if isinstance(err.details, dict) else {}
         return _("Another profile of this CPAS already has the description “%(description)s”.",
                  description=details.get("description", ""))
+    if isinstance(err, StaleVersion):
+        return stale_message()
+    if isinstance(err, UserInactive):
+        return _("This user is inactive: reactivate them before assigning profiles.")
     if isinstance(err, Conflict):
-        if "current_version" in details:
-            return stale_message()
-        if "inactive" in err.message:
-            return _("This user is inactive: reactivate them before assigning profiles.")
         return _("This change conflicts with another one. Reload the page and try again.")
     if isinstance(err, UnknownFunction):
+        details = err.details if isinstance(err.details, dict) else {}
         return _("Unknown function(s): %(codes)s.", codes=", ".join(details.get("unknown", [])))
     if isinstance(err, UnknownCpas):
         return _("This CPAS is not known to the service.")
@@ -73,19 +82,16 @@ def error_message(err: ServiceError) -> str:
         return _("You may not manage this CPAS.")
     if isinstance(err, Unavailable):
         return _("The service is temporarily unavailable; nothing was changed. Please try again in a moment.")
-    if isinstance(err, InvalidRequest):
-        text = err.message
-        if "cycle" in text or "include itself" in text:
-            return _("A profile cannot include itself, directly or through other profiles.")
-        if "nest at most" in text:
-            return _("Profiles may include each other at most %(depth)s levels deep.",
-                     depth=text.rsplit("at most ", 1)[-1].split()[0])
-        if "does not exist" in text:
-            return _("A chosen profile does not exist (any more) in this CPAS. Reload the page.")
-        if "covered" in details:
-            return _("Some chosen actions have no checkbox of their own; choose the function that covers them.")
-        if "description" in text:
-            return _("Give a French or a Dutch description (or both).")
+    if isinstance(err, InclusionCycle):
+        return _("A profile cannot include itself, directly or through other profiles.")
+    if isinstance(err, InclusionTooDeep):
+        return _("Profiles may include each other at most %(depth)s levels deep.", depth=err.limit)
+    if isinstance(err, ProfileMissing):
+        return _("A chosen profile does not exist (any more) in this CPAS. Reload the page.")
+    if isinstance(err, CoveredActions):
+        return _("Some chosen actions have no checkbox of their own; choose the function that covers them.")
+    if isinstance(err, DescriptionMissing):
+        return _("Give a French or a Dutch description (or both).")
     return _("The request could not be carried out: %(reason)s", reason=err.message)
 
 

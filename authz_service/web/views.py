@@ -33,7 +33,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from ..admin import profile_description, require_user
-from ..errors import Conflict, ServiceError
+from ..errors import ServiceError, StaleVersion
 from ..models import iso
 from ..service import Service
 from ..store import Store
@@ -432,9 +432,8 @@ def _profile_form(cpas: str, profile_id: int | None) -> Any:
                     description_fr=draft.description_fr or None, description_nl=draft.description_nl or None,
                     functions=None if builtin else functions, includes=None if builtin else sorted(draft.includes))
                 name = profile_description(updated, lang())
-    except Conflict as err:
-        if isinstance(err.details, dict) and "current_version" in err.details:
-            draft.version = int(err.details["current_version"])  # saving again replaces the other change
+    except StaleVersion as err:
+        draft.version = err.current_version  # saving again replaces the other change
         return _render_profile_form(info, form, draft, profile, status=409, error=error_message(err))
     except ServiceError as err:
         return _render_profile_form(info, form, draft, profile, status=err.status, error=error_message(err))
