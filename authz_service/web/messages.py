@@ -3,6 +3,9 @@ language (the manual's own words where the manual has them)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -53,45 +56,45 @@ def in_use_message() -> str:
     )
 
 
+def _details(err: ServiceError) -> dict[str, Any]:
+    return err.details if isinstance(err.details, dict) else {}
+
+
+# Each refusal's sentence in the reader's language, by class: the first class the error is an instance of
+# wins, so a subclass comes before its parent. The JSON API's table (class -> status, code) is errors.py.
+MESSAGES: tuple[tuple[type[ServiceError], Callable[[Any], str]], ...] = (
+    (ProfileIncluded, lambda err: _(
+        "The profile you want to delete is included in other profiles. Please remove it from them first.")),
+    (ProfileAssigned, lambda err: in_use_message()),
+    (BuiltinProfile, lambda err: _(
+        "The built-in profile “All access” cannot be deleted and its functions cannot be changed.")),
+    (DuplicateDescription, lambda err: _("Another profile of this CPAS already has the description “%(description)s”.",
+                                         description=_details(err).get("description", ""))),
+    (StaleVersion, lambda err: stale_message()),
+    (UserInactive, lambda err: _("This user is inactive: reactivate them before assigning profiles.")),
+    (Conflict, lambda err: _("This change conflicts with another one. Reload the page and try again.")),
+    (UnknownFunction, lambda err: _("Unknown function(s): %(codes)s.",
+                                    codes=", ".join(_details(err).get("unknown", [])))),
+    (UnknownCpas, lambda err: _("This CPAS is not known to the service.")),
+    (NotFound, lambda err: _("This profile or user does not exist (any more) in this CPAS.")),
+    (Forbidden, lambda err: _("You may not manage this CPAS.")),
+    (Unavailable, lambda err: _(
+        "The service is temporarily unavailable; nothing was changed. Please try again in a moment.")),
+    (InclusionCycle, lambda err: _("A profile cannot include itself, directly or through other profiles.")),
+    (InclusionTooDeep, lambda err: _("Profiles may include each other at most %(depth)s levels deep.",
+                                     depth=err.limit)),
+    (ProfileMissing, lambda err: _("A chosen profile does not exist (any more) in this CPAS. Reload the page.")),
+    (CoveredActions, lambda err: _(
+        "Some chosen actions have no checkbox of their own; choose the function that covers them.")),
+    (DescriptionMissing, lambda err: _("Give a French or a Dutch description (or both).")),
+)
+
+
 def error_message(err: ServiceError) -> str:
     """The reader's sentence for a refusal, chosen by its class (never by its English message)."""
-    if isinstance(err, ProfileIncluded):
-        return _("The profile you want to delete is included in other profiles. Please remove it from them first.")
-    if isinstance(err, ProfileAssigned):
-        return in_use_message()
-    if isinstance(err, BuiltinProfile):
-        return _("The built-in profile “All access” cannot be deleted and its functions cannot be changed.")
-    if isinstance(err, DuplicateDescription):
-        details = err.details if isinstance(err.details, dict) else {}
-        return _("Another profile of this CPAS already has the description “%(description)s”.",
-                 description=details.get("description", ""))
-    if isinstance(err, StaleVersion):
-        return stale_message()
-    if isinstance(err, UserInactive):
-        return _("This user is inactive: reactivate them before assigning profiles.")
-    if isinstance(err, Conflict):
-        return _("This change conflicts with another one. Reload the page and try again.")
-    if isinstance(err, UnknownFunction):
-        details = err.details if isinstance(err.details, dict) else {}
-        return _("Unknown function(s): %(codes)s.", codes=", ".join(details.get("unknown", [])))
-    if isinstance(err, UnknownCpas):
-        return _("This CPAS is not known to the service.")
-    if isinstance(err, NotFound):
-        return _("This profile or user does not exist (any more) in this CPAS.")
-    if isinstance(err, Forbidden):
-        return _("You may not manage this CPAS.")
-    if isinstance(err, Unavailable):
-        return _("The service is temporarily unavailable; nothing was changed. Please try again in a moment.")
-    if isinstance(err, InclusionCycle):
-        return _("A profile cannot include itself, directly or through other profiles.")
-    if isinstance(err, InclusionTooDeep):
-        return _("Profiles may include each other at most %(depth)s levels deep.", depth=err.limit)
-    if isinstance(err, ProfileMissing):
-        return _("A chosen profile does not exist (any more) in this CPAS. Reload the page.")
-    if isinstance(err, CoveredActions):
-        return _("Some chosen actions have no checkbox of their own; choose the function that covers them.")
-    if isinstance(err, DescriptionMissing):
-        return _("Give a French or a Dutch description (or both).")
+    for kind, sentence in MESSAGES:
+        if isinstance(err, kind):
+            return sentence(err)
     return _("The request could not be carried out: %(reason)s", reason=err.message)
 
 
