@@ -14,22 +14,23 @@ from typing import Any
 from .catalog import REGIONS, Catalog
 from .engine import in_language
 from .errors import (
-    BuiltinProfile,
-    Conflict,
+    BuiltinUnchangeable,
     CoveredActions,
+    CpasExists,
+    CpasUnknown,
     DescriptionMissing,
     DuplicateDescription,
+    FunctionsUnknown,
     InclusionCycle,
     InclusionTooDeep,
-    InvalidRequest,
-    NotFound,
     ProfileAssigned,
     ProfileIncluded,
     ProfileMissing,
+    ProfileNotFound,
+    RegionUnknown,
     StaleVersion,
-    UnknownCpas,
-    UnknownFunction,
     UserInactive,
+    UserNotFound,
 )
 from .models import Cpas, Profile, User, utcnow
 from .store import Store
@@ -68,7 +69,7 @@ class Admin:
         UnknownCpas if there is no such CPAS."""
         version = self.store.bump_version(cpas)
         if not version:
-            raise UnknownCpas(f"CPAS {cpas} is not known to the service")
+            raise CpasUnknown(cpas)
         self.policy_version = version
         return self.require_cpas(cpas)
 
@@ -76,14 +77,14 @@ class Admin:
     def require_cpas(self, cpas: str) -> Cpas:
         row = self.store.get_cpas(cpas)
         if row is None:
-            raise UnknownCpas(f"CPAS {cpas} is not known to the service")
+            raise CpasUnknown(cpas)
         return row
 
     def create_cpas(self, cpas: str, name_fr: str, name_nl: str, region: str) -> Cpas:
         if region not in REGIONS:
-            raise InvalidRequest(f"region must be one of {', '.join(REGIONS)}")
+            raise RegionUnknown(REGIONS)
         if self.store.get_cpas(cpas) is not None:
-            raise Conflict(f"CPAS {cpas} already exists")
+            raise CpasExists(cpas)
         row = Cpas(id=cpas, name_fr=name_fr.strip(), name_nl=name_nl.strip(), region=region, policy_version=1)
         self.store.s.add(row)
         self.store.s.flush()
@@ -143,7 +144,7 @@ class Admin:
         codes = list(dict.fromkeys(codes))
         unknown = [c for c in codes if c not in self.catalog]
         if unknown:
-            raise UnknownFunction(f"unknown function code(s): {', '.join(unknown)}", {"unknown": unknown})
+            raise FunctionsUnknown(unknown)
         covered = [c for c in codes if not self.catalog.functions[c].selectable]
         if covered:
             raise CoveredActions({c: list(self.catalog.coverers(c)) for c in covered})
@@ -239,9 +240,9 @@ class Admin:
         codes = self._check_functions(functions) if functions is not None else None
         if profile.builtin:
             if codes is not None and set(codes) != set(self.catalog.selectable):
-                raise BuiltinProfile("the functions of the built-in profile cannot be changed")
+                raise BuiltinUnchangeable("functions")
             if includes:
-                raise BuiltinProfile("the built-in profile cannot include other profiles")
+                raise BuiltinUnchangeable("includes")
         self._check_descriptions(cpas, description_fr, description_nl, profile.id)
         included = self._check_includes(cpas, profile.id, includes) if includes is not None else None
         profile.description_fr, profile.description_nl = description_fr, description_nl
@@ -261,7 +262,7 @@ class Admin:
         self._lock(cpas)
         profile = require_profile(self.store, cpas, profile_id)
         if profile.builtin:
-            raise BuiltinProfile("the built-in profile cannot be deleted")
+            raise BuiltinUnchangeable("delete")
         users = self.store.profile_users(cpas, profile_id)
         if users:
             raise ProfileAssigned([u.user for u in users])
@@ -289,7 +290,7 @@ class Admin:
     def user_seen(self, cpas: str, user: str, *, name: str, lang: str) -> tuple[User, bool]:
         """Called by applications at login. Returns (user, created). Inactive users stay inactive."""
         if self.store.lock_cpas(cpas) is None:  # two first logins of one user: the second waits, sees the first
-            raise UnknownCpas(f"CPAS {cpas} is not known to the service")
+            raise CpasUnknown(cpas)
         row = self.store.get_user(cpas, user)
         name = " ".join(name.split())
         if row is None:
@@ -344,14 +345,14 @@ class Admin:
 def require_profile(store: Store, cpas: str, profile_id: int) -> Profile:
     profile = store.get_profile(cpas, profile_id)
     if profile is None:
-        raise NotFound(f"profile {profile_id} does not exist in CPAS {cpas}")
+        raise ProfileNotFound(profile_id, cpas)
     return profile
 
 
 def require_user(store: Store, cpas: str, user: str) -> User:
     row = store.get_user(cpas, user)
     if row is None:
-        raise NotFound(f"user {user} has never logged in to CPAS {cpas}")
+        raise UserNotFound(user, cpas)
     return row
 
 

@@ -71,6 +71,56 @@ class DuplicateDescription(ServiceError):
 
 # -- typed refusals of the use cases: the JSON API shows their code, message and details; the web UI
 # picks its own translated sentence by class (web/messages.py), never by reading the message
+class FunctionsUnknown(UnknownFunction):
+    def __init__(self, codes: list[str]) -> None:
+        self.codes = codes
+        super().__init__(f"unknown function code(s): {', '.join(codes)}", {"unknown": codes})
+
+
+class CpasUnknown(UnknownCpas):
+    def __init__(self, cpas: str) -> None:
+        self.cpas = cpas
+        super().__init__(f"CPAS {cpas} is not known to the service")
+
+
+class RegionUnknown(InvalidRequest):
+    def __init__(self, regions: tuple[str, ...]) -> None:
+        self.regions = regions
+        super().__init__(f"region must be one of {', '.join(regions)}")
+
+
+class CpasExists(Conflict):
+    def __init__(self, cpas: str) -> None:
+        self.cpas = cpas
+        super().__init__(f"CPAS {cpas} already exists")
+
+
+class BuiltinUnchangeable(BuiltinProfile):
+    """``what``: "delete", "functions" or "includes"."""
+
+    TEXT = {
+        "delete": "the built-in profile cannot be deleted",
+        "functions": "the functions of the built-in profile cannot be changed",
+        "includes": "the built-in profile cannot include other profiles",
+    }
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(self.TEXT[what])
+
+
+class ProfileNotFound(NotFound):
+    def __init__(self, profile_id: int, cpas: str) -> None:
+        self.profile_id, self.cpas = profile_id, cpas
+        super().__init__(f"profile {profile_id} does not exist in CPAS {cpas}")
+
+
+class UserNotFound(NotFound):
+    def __init__(self, user: str, cpas: str) -> None:
+        self.user, self.cpas = user, cpas
+        super().__init__(f"user {user} has never logged in to CPAS {cpas}")
+
+
 class StaleVersion(Conflict):
     def __init__(self, profile_id: int, current_version: int, sent: int) -> None:
         self.profile_id, self.current_version, self.sent = profile_id, current_version, sent

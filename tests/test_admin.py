@@ -21,23 +21,24 @@ from authz_service.catalog import REGIONS
 from authz_service.cli import init_db
 from authz_service.config import load_settings
 from authz_service.errors import (
-    BuiltinProfile,
-    Conflict,
+    BuiltinUnchangeable,
     CoveredActions,
+    CpasExists,
+    CpasUnknown,
     DescriptionMissing,
     DuplicateDescription,
+    FunctionsUnknown,
     InclusionCycle,
     InclusionTooDeep,
-    InvalidRequest,
-    NotFound,
     ProfileAssigned,
     ProfileIncluded,
     ProfileMissing,
+    ProfileNotFound,
+    RegionUnknown,
     ServiceError,
     StaleVersion,
-    UnknownCpas,
-    UnknownFunction,
     UserInactive,
+    UserNotFound,
 )
 from authz_service.models import AuditEntry, CasbinRule, Cpas, Profile, User
 from authz_service.schemas import parse_kbo
@@ -228,9 +229,9 @@ def test_create_cpas_with_its_builtin_profile(svc: Service) -> None:
 def test_create_cpas_refusals(svc: Service, cpas: str) -> None:
     assert "atlantis" not in REGIONS
     other = new_kbo()
-    error = refused(svc, other, lambda a: a.create_cpas(other, "X", "X", "atlantis"), InvalidRequest)
+    error = refused(svc, other, lambda a: a.create_cpas(other, "X", "X", "atlantis"), RegionUnknown)
     assert error.details is None and version(svc, other) is None
-    refused(svc, cpas, lambda a: a.create_cpas(cpas, "X", "X", "flanders"), Conflict)
+    refused(svc, cpas, lambda a: a.create_cpas(cpas, "X", "X", "flanders"), CpasExists)
     assert len(audit(svc, cpas)) == 1
 
 
@@ -252,7 +253,7 @@ def test_every_use_case_refuses_an_unknown_cpas(svc: Service, use_case: str) -> 
         "deactivate_user": lambda a: a.deactivate_user(cpas, "u1"),
         "reactivate_user": lambda a: a.reactivate_user(cpas, "u1"),
     }
-    refused(svc, cpas, calls[use_case], UnknownCpas)
+    refused(svc, cpas, calls[use_case], CpasUnknown)
 
 
 # -- profiles: create -------------------------------------------------------------------------------
@@ -287,7 +288,7 @@ def test_create_profile_refusals(svc: Service, cpas: str, case: str) -> None:
     foreign = make_profile(svc, other, "Ailleurs")
     args: dict[str, Any] = {"description_fr": "Nouveau", "description_nl": None, "functions": [SEARCH]}
     expected: tuple[type[ServiceError], Any] = {
-        "unknown_function": (UnknownFunction, {"unknown": ["no.such", "x.y"]}),
+        "unknown_function": (FunctionsUnknown, {"unknown": ["no.such", "x.y"]}),
         "covered_action": (CoveredActions, {"covered": [COVERED]}),
         "no_description": (DescriptionMissing, None),
         "empty_descriptions": (DescriptionMissing, None),
@@ -376,19 +377,19 @@ def test_deleted_or_foreign_profiles_are_not_found(svc: Service, cpas: str) -> N
     for pid in (gone, foreign):
         refused(svc, cpas, lambda a, p=pid: a.update_profile(cpas, p, version=1, description_fr="X",
                                                              description_nl=None, functions=None, includes=None),
-                NotFound)
-        refused(svc, cpas, lambda a, p=pid: a.delete_profile(cpas, p), NotFound)
-        refused(svc, cpas, lambda a, p=pid: a.get_profile(cpas, p), NotFound)
+                ProfileNotFound)
+        refused(svc, cpas, lambda a, p=pid: a.delete_profile(cpas, p), ProfileNotFound)
+        refused(svc, cpas, lambda a, p=pid: a.get_profile(cpas, p), ProfileNotFound)
 
 
 def test_builtin_profile_refusals(svc: Service, cpas: str) -> None:
     builtin = builtin_id(svc, cpas)
     other = make_profile(svc, cpas, "Autre")
-    refused(svc, cpas, lambda a: a.delete_profile(cpas, builtin), BuiltinProfile)
+    refused(svc, cpas, lambda a: a.delete_profile(cpas, builtin), BuiltinUnchangeable)
     for functions, includes in (([SEARCH], None), ([], None), (None, [other])):
         refused(svc, cpas, lambda a, f=functions, i=includes: a.update_profile(
             cpas, builtin, version=1, description_fr=BUILTIN_FR, description_nl=BUILTIN_NL, functions=f, includes=i),
-            BuiltinProfile)
+            BuiltinUnchangeable)
     # its descriptions may change, and sending every function (in any order) is not a change of functions
     everything = list(svc.catalog.selectable)
     random.Random(1).shuffle(everything)
@@ -544,7 +545,7 @@ def test_set_user_profiles_refusals(svc: Service, cpas: str, case: str) -> None:
         "unknown_profile": ("u1", [mine, 987654], ProfileMissing, {"profile": 987654}),
         "foreign_profile": ("u1", [foreign], ProfileMissing, {"profile": foreign}),
         "inactive_user": ("u2", [mine], UserInactive, None),
-        "never_seen_user": ("u3", [mine], NotFound, None),
+        "never_seen_user": ("u3", [mine], UserNotFound, None),
     }[case]
     error = refused(svc, cpas, lambda a: a.set_user_profiles(cpas, user, profiles), error_class)
     assert error.details == details
@@ -573,7 +574,7 @@ def test_deactivate_and_reactivate_remove_every_profile(svc: Service, cpas: str)
     view = svc.policy(cpas).view("u1")
     assert (view.active, view.profiles, view.functions) == (True, (), frozenset())
     for use_case in ("deactivate_user", "reactivate_user"):
-        refused(svc, cpas, lambda a, u=use_case: getattr(a, u)(cpas, "nobody"), NotFound)
+        refused(svc, cpas, lambda a, u=use_case: getattr(a, u)(cpas, "nobody"), UserNotFound)
 
 
 # -- transactions ------------------------------------------------------------------------------------
@@ -582,14 +583,14 @@ REFUSALS: dict[str, tuple[type[ServiceError], Callable[[Admin, str, dict[str, in
         c, p["used"], version=7, description_fr="X", description_nl=None, functions=None, includes=None)),
     "duplicate": (DuplicateDescription, lambda a, c, p: a.create_profile(
         c, description_fr="UTILISÉ", description_nl=None, functions=[])),
-    "unknown_function": (UnknownFunction, lambda a, c, p: a.create_profile(
+    "unknown_function": (FunctionsUnknown, lambda a, c, p: a.create_profile(
         c, description_fr="Y", description_nl=None, functions=["no.such"])),
     "cycle": (InclusionCycle, lambda a, c, p: a.update_profile(
         c, p["base"], version=1, description_fr="Base", description_nl=None, functions=None, includes=[p["used"]])),
     "in_use": (ProfileAssigned, lambda a, c, p: a.delete_profile(c, p["used"])),
-    "builtin": (BuiltinProfile, lambda a, c, p: a.delete_profile(c, p["builtin"])),
+    "builtin": (BuiltinUnchangeable, lambda a, c, p: a.delete_profile(c, p["builtin"])),
     "inactive_user": (UserInactive, lambda a, c, p: a.set_user_profiles(c, "u2", [p["base"]])),
-    "unknown_user": (NotFound, lambda a, c, p: a.deactivate_user(c, "nobody")),
+    "unknown_user": (UserNotFound, lambda a, c, p: a.deactivate_user(c, "nobody")),
 }
 
 
