@@ -17,6 +17,7 @@ from .errors import (
     InvalidRequest,
     PayloadTooLarge,
     ServiceError,
+    VersionNotReached,
     envelope,
 )
 from .models import iso
@@ -43,7 +44,7 @@ from .schemas import (
     UsersQuery,
 )
 from .security import Principal
-from .service import Service, VersionNotReached
+from .service import Service
 from .store import Store, policy_csv
 
 SECURITY: list[dict[str, list[str]]] = [{"api_key": []}]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from . import metrics
 from .engine import CpasPolicy, Decision
-from .errors import Unavailable, UnknownCpas, UnknownFunction
+from .errors import CpasUnknown, UnknownFunction, VersionNotReached
 from .schemas import EnforceRequest
 from .security import Principal
 from .service import Service
@@ -41,13 +41,9 @@ def decide(
     else:
         policy = policies.get(req.cpas)
         if policy is not None and policy.version < req.min_policy_version:
-            raise Unavailable(
-                f"policy version {req.min_policy_version} of CPAS {req.cpas} is not available here yet "
-                f"(this instance has version {policy.version}); retry shortly",
-                {"policy_version": policy.version, "min_policy_version": req.min_policy_version},
-            )
+            raise VersionNotReached(req.cpas, req.min_policy_version, policy.version)
     if policy is None:
-        raise UnknownCpas(f"CPAS {req.cpas} is not known to the service")
+        raise CpasUnknown(req.cpas)
     decision = policy.decide(req.user, req.function, explain=req.explain)
     metrics.DECISIONS.labels("allow" if decision.allowed else "deny").inc()
     return decision

@@ -211,6 +211,19 @@ class Unavailable(ServiceError):
     code, status = "unavailable", 503
 
 
+class VersionNotReached(Unavailable):
+    """This instance's policy of the CPAS is older than the caller's token (min_policy_version) asks for,
+    even after reading the store."""
+
+    def __init__(self, cpas: str, minimum: int, version: int) -> None:
+        self.cpas, self.minimum, self.version = cpas, minimum, version
+        super().__init__(
+            f"policy version {minimum} of CPAS {cpas} is not available here yet "
+            f"(this instance has version {version}); retry shortly",
+            {"policy_version": version, "min_policy_version": minimum},
+        )
+
+
 _HTTP_CODES = {
     400: "invalid_request",
     401: "unauthenticated",

@@ -22,7 +22,15 @@ from .catalog import Catalog, load_catalog
 from .config import Settings
 from .db import Database, failure_kind
 from .engine import CpasPolicy, Engine, EngineUnavailable, Snapshot, check_model
-from .errors import STORE_SILENT, STORE_UNREACHABLE, Conflict, ServiceError, Unavailable, UnknownCpas
+from .errors import (
+    STORE_SILENT,
+    STORE_UNREACHABLE,
+    Conflict,
+    CpasUnknown,
+    ServiceError,
+    Unavailable,
+    VersionNotReached,
+)
 from .freshness import EVERYTHING, slot_of
 from .notify import make_notifier
 from .security import Principal, authenticate_key
@@ -51,9 +59,9 @@ class Service:
         self.last_error: str | None = None
         self._keys = KeyCache()
         self._store_failed: tuple[float, Unavailable] | None = None  # when a key lookup last found it down
-        self._absent: dict[str, int] = {}
+        self._absent: dict[str, int] = {}  # CPAS the store did not have, with the board's count then
         # CPAS whose store version fell short of a caller's token: (when, the version it had)
-        self._not_reached: dict[str, tuple[float, int]] = {}  # CPAS the store did not have, with the board's count then
+        self._not_reached: dict[str, tuple[float, int]] = {}
 
     def authenticate(self, header: str | None) -> Principal:
         token = hashlib.sha256((header or "").encode()).hexdigest()  # never keep a key's text around
@@ -124,7 +132,7 @@ class Service:
         """The CPAS's policy, current as ``fresh_policy`` makes it; UnknownCpas if there is none."""
         policy = self.fresh_policy(cpas, minimum)
         if policy is None:
-            raise UnknownCpas(f"CPAS {cpas} is not known to the service")
+            raise CpasUnknown(cpas)
         return policy
 
     def fresh_policy(self, cpas: str, minimum: int = 0) -> CpasPolicy | None:
@@ -157,11 +165,7 @@ class Service:
         if behind is not None and minimum > behind[1] and self.engine.clock() - behind[0] < 1.0:
             # the store was asked for less than a second ago and did not have it: say so at once (a
             # caller repeating an unreachable token must not hold a worker for the whole wait each time)
-            raise VersionNotReached(
-                f"policy version {minimum} of CPAS {cpas} is not available here yet "
-                f"(this instance has version {behind[1]}); retry shortly",
-                {"policy_version": behind[1], "min_policy_version": minimum},
-            )
+            raise VersionNotReached(cpas, minimum, behind[1])
         deadline = time.monotonic() + self.settings.consistency_wait
         while True:
             if not self.refresh(cpas, minimum, force=False):
@@ -171,11 +175,7 @@ class Service:
                 return policy
             if time.monotonic() >= deadline:
                 self._not_reached[cpas] = (self.engine.clock(), policy.version)
-                raise VersionNotReached(
-                    f"policy version {minimum} of CPAS {cpas} is not available here yet "
-                    f"(this instance has version {policy.version}); retry shortly",
-                    {"policy_version": policy.version, "min_policy_version": minimum},
-                )
+                raise VersionNotReached(cpas, minimum, policy.version)
             time.sleep(0.02)
 
     def _catch_up_everything(self) -> None:
@@ -320,10 +320,6 @@ def store_failure(exc: SQLAlchemyError, *, change: bool) -> ServiceError | None:
         return Unavailable((STORE_SILENT if kind == "timeout" else STORE_UNREACHABLE) + nothing)
     log.exception("unexpected store error")
     return None
-
-
-class VersionNotReached(Unavailable):
-    """The store answered, but with an older policy version than the caller's token asks for."""
 
 
 class KeyCache:

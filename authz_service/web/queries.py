@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Select, func, select
 
 from ..admin import profile_description, require_profile, users_with_profiles
-from ..errors import UnknownCpas
+from ..errors import CpasUnknown
 from ..models import AuditEntry, Cpas, Profile
 from ..store import Store
 
@@ -79,7 +79,7 @@ def cpas_name(row: Cpas, lang: str) -> str:
 def cpas_info(store: Store, cpas: str, lang: str) -> CpasInfo:
     row = store.get_cpas(cpas)
     if row is None:
-        raise UnknownCpas(f"CPAS {cpas} is not known to the service")
+        raise CpasUnknown(cpas)
     return CpasInfo(row.id, cpas_name(row, lang), row.region)
 
 
