@@ -1,7 +1,9 @@
 """Authorization service for Belgian CPAS/OCMW applications.
 
-``create_app(overrides)`` assembles everything: settings, database, catalog, decision engine, JSON API,
-operations routes, error handlers. Nothing is created at import time.
+``create_app(overrides)`` assembles everything: settings (``overrides`` by field name of
+``config.Settings``, plus ``"web"``: the web UI's, by field name of ``web.settings.WebSettings``), metrics,
+database, catalog, decision engine, JSON API, web UI, operations routes, error handlers. Nothing is
+created at import time; logging is configured by ``serve``, not here.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ DOCS_HTML = """<!doctype html>
 
 
 def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool = True) -> OpenAPI:
-    # imported here, not at module level: prometheus-client picks its multiprocess mode when the
-    # first metric is made, which must happen after `serve` set PROMETHEUS_MULTIPROC_DIR
-    from . import metrics
+    # imported here, not at module level: prometheus-client picks its multiprocess mode when it is first
+    # imported, which must happen after `serve` set PROMETHEUS_MULTIPROC_DIR
     from .api import admin_api, decisions, users_api, validation_error_response
     from .fastpath import EnforceFastPath
     from .inputs import install as install_input_guards
+    from .metrics import Metrics
 
     settings = load_settings(overrides)
     app = OpenAPI(
@@ -49,7 +51,8 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
     )
-    service = Service(settings)
+    metrics = Metrics()
+    service = Service(settings, metrics=metrics)
     app.config["SECRET_KEY"] = settings.secret_key or None  # else the database's, read lazily by the web UI
     app.extensions["authz"] = service
     register_error_handlers(app)
@@ -65,7 +68,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
         app.register_api(blueprint)
     from .web import init_app as init_web
 
-    init_web(app, service)
+    init_web(app, service, (overrides or {}).get("web"))  # the web UI's own settings (web/settings.py)
 
     @app.get("/healthz", doc_ui=False)
     def healthz() -> Response:
@@ -116,7 +119,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
     def _observe(response: Response) -> Response:
         started = g.get("started")
         if started is not None:
-            metrics.REQUESTS.labels(request.method, request.endpoint or "unknown", response.status_code).observe(
+            metrics.requests.labels(request.method, request.endpoint or "unknown", response.status_code).observe(
                 time.perf_counter() - started
             )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

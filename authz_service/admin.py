@@ -1,18 +1,21 @@
-"""Use cases shared by the JSON admin API, the CLI and (later) the web UI: every administrative change.
+"""Use cases shared by the JSON admin API, the web UI and the CLI: every administrative change.
 
-Each function works inside the caller's transaction (``Store`` wraps its session), checks everything
-before writing, bumps the CPAS's policy version and writes one audit row with before/after. It never
-commits: the caller's transaction commits everything at once or nothing.
+Each method works inside the caller's transaction (``Store`` wraps its session; ``Service.change`` opens
+it), checks everything before writing, bumps the CPAS's policy version and writes one audit row with
+before/after. It never commits: the caller's transaction commits everything at once or nothing. It
+answers with what ``reads`` shows of the result (frozen, read in the same transaction), so the caller
+renders it without going back to the store. Refusals are the typed errors of ``errors.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import reads
 from .catalog import REGIONS, Catalog
-from .engine import in_language
 from .errors import (
     BuiltinUnchangeable,
     CoveredActions,
@@ -32,9 +35,12 @@ from .errors import (
     UserInactive,
     UserNotFound,
 )
-from .models import Cpas, Profile, User, utcnow
+from .models import AdminAccount, Cpas, Profile, User, utcnow
+from .reads import Account, CpasInfo, ProfileDetail, ProfileRef, UserDetail
 from .store import Store
 
+MAX_FAILED_LOGINS = 5  # wrong passwords within LOCK_MINUTES that lock a local admin account
+LOCK_MINUTES = 15
 BUILTIN_FR = "Tous les accès"
 BUILTIN_NL = "Alle toegangen"
 
@@ -48,18 +54,15 @@ def description_key(text: str | None) -> str | None:
     return (comparison_key(text) or None) if text else None
 
 
-def profile_description(profile: Profile, lang: str) -> str:
-    """In the reader's language, falling back to the other one."""
-    return in_language(profile.description_fr, profile.description_nl, lang)
-
-
 @dataclass
 class Admin:
     store: Store
     catalog: Catalog
     actor: str
     max_inclusion_depth: int = 5
-    # the CPAS's new policy version once a use case changed it (the consistency token of its answer)
+    # the CPAS the use cases of this transaction changed, with their new policy versions, and the last
+    # change's version (the consistency token of its answer)
+    changed: dict[str, int] = field(default_factory=dict)
     policy_version: int | None = None
 
     def _lock(self, cpas: str) -> Cpas:
@@ -70,26 +73,21 @@ class Admin:
         version = self.store.bump_version(cpas)
         if not version:
             raise CpasUnknown(cpas)
-        self.policy_version = version
-        return self.require_cpas(cpas)
-
-    # -- CPAS ----------------------------------------------------------------------------------------
-    def require_cpas(self, cpas: str) -> Cpas:
+        self.changed[cpas] = self.policy_version = version
         row = self.store.get_cpas(cpas)
-        if row is None:
-            raise CpasUnknown(cpas)
+        assert row is not None
         return row
 
-    def create_cpas(self, cpas: str, name_fr: str, name_nl: str, region: str) -> Cpas:
+    # -- CPAS ----------------------------------------------------------------------------------------
+    def create_cpas(self, cpas: str, name_fr: str, name_nl: str, region: str) -> CpasInfo:
         if region not in REGIONS:
             raise RegionUnknown(REGIONS)
         if self.store.get_cpas(cpas) is not None:
             raise CpasExists(cpas)
         row = Cpas(id=cpas, name_fr=name_fr.strip(), name_nl=name_nl.strip(), region=region, policy_version=1)
-        self.store.s.add(row)
-        self.store.s.flush()
+        self.store.add_cpas(row)
         self.store.announce(cpas)
-        self.policy_version = row.policy_version
+        self.changed[cpas] = self.policy_version = row.policy_version
         builtin = self.store.add_profile(
             Profile(
                 cpas_id=cpas,
@@ -103,7 +101,7 @@ class Admin:
         )
         self.store.set_profile_functions(cpas, builtin.id, self.catalog.selectable)
         self.store.audit(cpas, self.actor, "cpas.create", f"cpas:{cpas}", None, cpas_snapshot(row))
-        return row
+        return reads.cpas_info(self.store, cpas)
 
     def sync_catalog(self) -> bool:
         """Write the catalog's rule rows if they changed; give every built-in profile every function.
@@ -135,10 +133,6 @@ class Admin:
             "functions": self.store.profile_functions(profile.cpas_id, profile.id),
             "includes": self.store.profile_includes(profile.cpas_id, profile.id),
         }
-
-    def get_profile(self, cpas: str, profile_id: int) -> Profile:
-        self.require_cpas(cpas)
-        return require_profile(self.store, cpas, profile_id)
 
     def _check_functions(self, codes: Iterable[str]) -> list[str]:
         codes = list(dict.fromkeys(codes))
@@ -199,7 +193,7 @@ class Admin:
         description_nl: str | None,
         functions: Iterable[str],
         includes: Iterable[int] = (),
-    ) -> Profile:
+    ) -> ProfileDetail:
         self._lock(cpas)
         codes = self._check_functions(functions)
         self._check_descriptions(cpas, description_fr, description_nl, None)
@@ -219,7 +213,7 @@ class Admin:
         self.store.set_profile_includes(cpas, profile.id, included)
         self.store.audit(cpas, self.actor, "profile.create", f"profile:{profile.id}", None,
                          self.profile_snapshot(profile))
-        return profile
+        return reads.profile_detail(self.store, self.catalog, cpas, profile.id)
 
     def update_profile(
         self,
@@ -231,12 +225,19 @@ class Admin:
         description_nl: str | None,
         functions: Iterable[str] | None,
         includes: Iterable[int] | None,
-    ) -> Profile:
+        builtin_descriptions_only: bool = False,
+    ) -> ProfileDetail:
+        """``functions``/``includes`` None: kept as they are. The built-in profile always holds every
+        function and includes nothing: anything else is refused (BuiltinUnchangeable), unless
+        ``builtin_descriptions_only`` (the web UI's form, where they are shown but disabled), which saves
+        only its descriptions."""
         self._lock(cpas)
         profile = require_profile(self.store, cpas, profile_id)
         if profile.version != version:
             raise StaleVersion(profile_id, profile.version, version)
         before = self.profile_snapshot(profile)
+        if profile.builtin and builtin_descriptions_only:
+            functions = includes = None
         codes = self._check_functions(functions) if functions is not None else None
         if profile.builtin:
             if codes is not None and set(codes) != set(self.catalog.selectable):
@@ -249,16 +250,17 @@ class Admin:
         profile.key_fr, profile.key_nl = description_key(description_fr), description_key(description_nl)
         profile.version += 1
         profile.updated_at = utcnow()
-        self.store.s.flush()
+        self.store.flush()
         if codes is not None and not profile.builtin:
             self.store.set_profile_functions(cpas, profile.id, codes)
         if included is not None and not profile.builtin:
             self.store.set_profile_includes(cpas, profile.id, included)
         self.store.audit(cpas, self.actor, "profile.update", f"profile:{profile.id}", before,
                          self.profile_snapshot(profile))
-        return profile
+        return reads.profile_detail(self.store, self.catalog, cpas, profile.id)
 
-    def delete_profile(self, cpas: str, profile_id: int) -> None:
+    def delete_profile(self, cpas: str, profile_id: int) -> ProfileRef:
+        """Answers what the profile was called."""
         self._lock(cpas)
         profile = require_profile(self.store, cpas, profile_id)
         if profile.builtin:
@@ -270,8 +272,10 @@ class Admin:
         if including:
             raise ProfileIncluded(including)
         before = self.profile_snapshot(profile)
+        gone = reads.profile_ref(self.store, cpas, profile_id)
         self.store.delete_profile(profile)
         self.store.audit(cpas, self.actor, "profile.delete", f"profile:{profile_id}", before, None)
+        return gone
 
     # -- users ---------------------------------------------------------------------------------------
     def user_snapshot(self, user: User) -> dict[str, Any]:
@@ -283,11 +287,7 @@ class Admin:
             "profiles": self.store.user_profiles(user.cpas_id, user.user),
         }
 
-    def get_user(self, cpas: str, user: str) -> User:
-        self.require_cpas(cpas)
-        return require_user(self.store, cpas, user)
-
-    def user_seen(self, cpas: str, user: str, *, name: str, lang: str) -> tuple[User, bool]:
+    def user_seen(self, cpas: str, user: str, *, name: str, lang: str) -> tuple[UserDetail, bool]:
         """Called by applications at login. Returns (user, created). Inactive users stay inactive."""
         if self.store.lock_cpas(cpas) is None:  # two first logins of one user: the second waits, sees the first
             raise CpasUnknown(cpas)
@@ -297,17 +297,17 @@ class Admin:
             self._lock(cpas)
             row = self.store.add_user(User(cpas_id=cpas, user=user, name=name, lang=lang, active=True))
             self.store.audit(cpas, self.actor, "user.first_login", f"user:{user}", None, self.user_snapshot(row))
-            return row, True
+            return reads.user_detail(self.store, cpas, user), True
         if (name and row.name != name) or row.lang != lang:
             before = self.user_snapshot(row)
             row.name = name or row.name
             row.lang = lang
             self.store.audit(cpas, self.actor, "user.update", f"user:{user}", before, self.user_snapshot(row))
         row.last_seen_at = utcnow()
-        self.store.s.flush()
-        return row, False
+        self.store.flush()
+        return reads.user_detail(self.store, cpas, user), False
 
-    def set_user_profiles(self, cpas: str, user: str, profile_ids: Iterable[int]) -> User:
+    def set_user_profiles(self, cpas: str, user: str, profile_ids: Iterable[int]) -> UserDetail:
         self._lock(cpas)
         row = require_user(self.store, cpas, user)
         if not row.active:
@@ -319,27 +319,94 @@ class Admin:
         before = self.user_snapshot(row)
         self.store.set_user_profiles(cpas, user, ids)
         self.store.audit(cpas, self.actor, "user.assign", f"user:{user}", before, self.user_snapshot(row))
-        return row
+        return reads.user_detail(self.store, cpas, user)
 
-    def deactivate_user(self, cpas: str, user: str) -> User:
+    def deactivate_user(self, cpas: str, user: str) -> UserDetail:
         self._lock(cpas)
         row = require_user(self.store, cpas, user)
         before = self.user_snapshot(row)
         self.store.set_user_profiles(cpas, user, ())
         row.active = False
-        self.store.s.flush()
+        self.store.flush()
         self.store.audit(cpas, self.actor, "user.deactivate", f"user:{user}", before, self.user_snapshot(row))
-        return row
+        return reads.user_detail(self.store, cpas, user)
 
-    def reactivate_user(self, cpas: str, user: str) -> User:
+    def reactivate_user(self, cpas: str, user: str) -> UserDetail:
         self._lock(cpas)
         row = require_user(self.store, cpas, user)
         before = self.user_snapshot(row)
         self.store.set_user_profiles(cpas, user, ())
         row.active = True
-        self.store.s.flush()
+        self.store.flush()
         self.store.audit(cpas, self.actor, "user.reactivate", f"user:{user}", before, self.user_snapshot(row))
-        return row
+        return reads.user_detail(self.store, cpas, user)
+
+
+    # -- local admin accounts (the web UI's sign-in) ------------------------------------------------
+    def set_account_language(self, username: str, lang: str) -> None:
+        """The account keeps the language chosen in the UI for its next sign-in."""
+        row = self.store.admin_by_username(username, lock=True)
+        if row is not None:
+            row.lang = lang
+
+    def end_account_sessions(self, username: str) -> None:
+        """Every session of the account ends, on every worker and instance (sign-out)."""
+        row = self.store.admin_by_username(username, lock=True)
+        if row is not None:
+            row.end_sessions()
+
+    def record_sign_in(self, username: str, *, right: bool, checked_hash: str, at: datetime,
+                       address: str | None) -> SignIn:
+        """Count a password check made outside the transaction (it is slow), under the account's row lock
+        so that every worker and instance agrees. ``right``: the password matched ``checked_hash``.
+
+        MAX_FAILED_LOGINS wrong passwords within LOCK_MINUTES (counted from the first of them) lock the
+        account for LOCK_MINUTES and end its sessions; a right password resets the count; the first
+        attempt after a lock expired unlocks it. Lock and unlock are audited in each CPAS of the account.
+        A locked, inactive or vanished account, or a password changed meanwhile, is refused like a wrong
+        password (``SignIn.account`` None)."""
+        row = self.store.admin_by_username(username, lock=True)
+        if row is None or not row.active:
+            return SignIn(None)
+        if row.locked_until is not None:
+            if aware(row.locked_until) > at:
+                return SignIn(None)
+            row.locked_until, row.failed_logins, row.failed_since = None, 0, None
+            self._audit_account(row, "admin.unlocked", {"reason": "expired"})
+        if right and row.password_hash == checked_hash:
+            row.failed_logins, row.failed_since = 0, None
+            if not row.session_epoch:
+                row.end_sessions()  # its first epoch
+            self.store.flush()
+            found = reads.account(self.store, username)
+            return SignIn(found)
+        window = timedelta(minutes=LOCK_MINUTES)
+        if row.failed_since is None or aware(row.failed_since) + window <= at:
+            row.failed_logins, row.failed_since = 0, at
+        row.failed_logins += 1
+        if row.failed_logins < MAX_FAILED_LOGINS:
+            return SignIn(None)
+        row.failed_logins, row.failed_since = 0, None
+        row.locked_until = at + window
+        row.end_sessions()
+        self._audit_account(row, "admin.locked", {"minutes": LOCK_MINUTES, "from": address})
+        return SignIn(None, locked=True)
+
+    def _audit_account(self, row: AdminAccount, action: str, after: dict[str, Any]) -> None:
+        """One row in each CPAS of the account, so that its Admin-Logs show it (one without a CPAS for an
+        operator)."""
+        for cpas in list(row.cpas) if row.cpas else [None]:
+            self.store.audit(cpas, self.actor, action, f"admin:{row.username}", None, after)
+
+
+@dataclass(frozen=True)
+class SignIn:
+    account: Account | None  # signed in; None: refused, whatever the reason
+    locked: bool = False  # this attempt locked the account
+
+
+def aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite drops the zone
 
 
 def require_profile(store: Store, cpas: str, profile_id: int) -> Profile:
@@ -354,20 +421,6 @@ def require_user(store: Store, cpas: str, user: str) -> User:
     if row is None:
         raise UserNotFound(user, cpas)
     return row
-
-
-def users_with_profiles(
-    store: Store, cpas: str, lang: str, *, active: bool, page: int, per_page: int, search: str | None
-) -> tuple[list[tuple[User, list[tuple[int, str]]]], int]:
-    """One page of the CPAS's users, each with its profiles (id, description in the reader's language)."""
-    rows, total = store.users_page(cpas, active=active, page=page, per_page=per_page, search=search)
-    profiles = {p.id: p for p in store.profiles(cpas)}
-    assigned = store.assignments(cpas, [r.user for r in rows])
-    items = [
-        (r, [(i, profile_description(profiles[i], lang)) for i in assigned.get(r.user, []) if i in profiles])
-        for r in rows
-    ]
-    return items, total
 
 
 def cpas_snapshot(row: Cpas) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from flask import Response, current_app, g, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import ValidationError
 
-from .admin import Admin, cpas_snapshot, profile_description, users_with_profiles
+from . import reads
+from .admin import Admin
 from .decisions import admissible, decide
 from .errors import (
     InvalidRequest,
@@ -45,7 +46,7 @@ from .schemas import (
 )
 from .security import Principal
 from .service import Service
-from .store import Store, policy_csv
+from .store import policy_csv
 
 SECURITY: list[dict[str, list[str]]] = [{"api_key": []}]
 ERRORS: dict[Any, Any] = {
@@ -179,31 +180,9 @@ def user_functions(path: UserPath, query: FunctionsQuery) -> Response:
 def user_seen(path: UserPath, body: UserSeen) -> Response:
     """An application reports a login: 201 the first time (the user appears with no profile), 200 after."""
     principal().require_cpas(path.cpas)
-    svc = service()
-    with svc.admin(principal().name, path.cpas) as admin:
-        row, created = admin.user_seen(path.cpas, path.user, name=body.name, lang=body.lang)
-        result = _user_json(admin, row, body.lang)
-    return _changed(result, 201 if created else 200)
-
-
-def _user_json(admin: Admin, row: Any, lang: str) -> dict[str, Any]:
-    profiles = {p.id: p for p in admin.store.profiles(row.cpas_id)}
-    ids = admin.store.user_profiles(row.cpas_id, row.user)
-    return {
-        "user": row.user,
-        "name": row.name,
-        "lang": row.lang,
-        "active": row.active,
-        "profiles": [{"id": i, "description": profile_description(profiles[i], lang)} for i in ids if i in profiles],
-        "policy_version": _version(admin, row.cpas_id),
-    }
-
-
-def _version(admin: Admin, cpas: str) -> int:
-    """The CPAS's policy version: the one this request's change made, else the store's."""
-    if admin.policy_version is not None:
-        return admin.policy_version
-    return admin.store.versions_of([cpas]).get(cpas, 0)
+    done = service().change(principal().name, Admin.user_seen, path.cpas, path.user, name=body.name, lang=body.lang)
+    user, created = done.value
+    return _changed(user.as_json(body.lang), 201 if created else 200)
 
 
 def _changed(body: Any, status: int = 200, version: int | None = None) -> Response:
@@ -243,186 +222,109 @@ def templates(query: TemplatesQuery) -> Response:
 def create_cpas(body: CpasCreate) -> Response:
     """Operator only: a new CPAS, with its built-in profile "Tous les accès / Alle toegangen"."""
     principal().require_operator()
-    with service().admin(principal().name, body.cpas) as admin:
-        row = admin.create_cpas(body.cpas, body.name_fr, body.name_nl, body.region)
-        result = {**cpas_snapshot(row), "policy_version": admin.policy_version}
-    return _changed(result, 201)
-
-
-def _profile_json(admin: Admin, profile: Any, *, full: bool) -> dict[str, Any]:
-    store = admin.store
-    body: dict[str, Any] = {
-        "id": profile.id,
-        "description_fr": profile.description_fr,
-        "description_nl": profile.description_nl,
-        "builtin": profile.builtin,
-        "version": profile.version,
-    }
-    if full:
-        body["functions"] = store.profile_functions(profile.cpas_id, profile.id)
-        body["includes"] = store.profile_includes(profile.cpas_id, profile.id)
-        body["users"] = [{"user": u.user, "name": u.name} for u in store.profile_users(profile.cpas_id, profile.id)]
-        body["missing_prerequisites"] = admin.catalog.missing_prerequisites(body["functions"])
-        body["policy_version"] = _version(admin, profile.cpas_id)
-    return body
+    done = service().change(principal().name, Admin.create_cpas, body.cpas, body.name_fr, body.name_nl, body.region)
+    return _changed(done.value.as_json(), 201)
 
 
 @admin_api.get("/cpas/<cpas>/profiles")
 def list_profiles(path: CpasPath) -> Response:
     principal().require_cpas(path.cpas)
-
-    def run(store: Store) -> list[dict[str, Any]]:
-        admin = Admin(store, service().catalog, principal().name)
-        admin.require_cpas(path.cpas)
-        functions, users = store.profile_counts(path.cpas)
-        return [
-            {**_profile_json(admin, p, full=False), "functions_count": functions.get(p.id, 0),
-             "users_count": users.get(p.id, 0)}
-            for p in store.profiles(path.cpas)
-        ]
-
-    return _json(service().read(run))
+    rows = service().read(lambda store: reads.profile_rows(store, path.cpas, by_description=False))
+    return _json([row.as_json() for row in rows])
 
 
 @admin_api.post("/cpas/<cpas>/profiles", responses={201: None, 409: ErrorResponse})
 def create_profile(path: CpasPath, body: ProfileCreate) -> Response:
     principal().require_cpas(path.cpas)
-    with service().admin(principal().name, path.cpas) as admin:
-        profile = admin.create_profile(path.cpas, description_fr=body.description_fr,
-                                       description_nl=body.description_nl, functions=body.functions,
-                                       includes=body.includes)
-        result = _profile_json(admin, profile, full=True)
-    response = _changed(result, 201)
-    response.headers["Location"] = f"/cpas/{path.cpas}/profiles/{result['id']}"
+    done = service().change(principal().name, Admin.create_profile, path.cpas, description_fr=body.description_fr,
+                            description_nl=body.description_nl, functions=body.functions, includes=body.includes)
+    response = _changed(done.value.as_json(), 201)
+    response.headers["Location"] = f"/cpas/{path.cpas}/profiles/{done.value.id}"
     return response
 
 
 @admin_api.get("/cpas/<cpas>/profiles/<int:profile_id>")
 def get_profile(path: ProfilePath) -> Response:
     principal().require_cpas(path.cpas)
-
-    def run(store: Store) -> dict[str, Any]:
-        admin = Admin(store, service().catalog, principal().name)
-        return _profile_json(admin, admin.get_profile(path.cpas, path.profile_id), full=True)
-
-    return _json(service().read(run))
+    svc = service()
+    return _json(svc.read(lambda store: reads.profile_detail(store, svc.catalog, path.cpas, path.profile_id)).as_json())
 
 
 @admin_api.put("/cpas/<cpas>/profiles/<int:profile_id>", responses={409: ErrorResponse})
 def update_profile(path: ProfilePath, body: ProfileUpdate) -> Response:
     principal().require_cpas(path.cpas)
-    with service().admin(principal().name, path.cpas) as admin:
-        profile = admin.update_profile(path.cpas, path.profile_id, version=body.version,
-                                       description_fr=body.description_fr, description_nl=body.description_nl,
-                                       functions=body.functions, includes=body.includes)
-        result = _profile_json(admin, profile, full=True)
-    return _changed(result)
+    done = service().change(principal().name, Admin.update_profile, path.cpas, path.profile_id, version=body.version,
+                            description_fr=body.description_fr, description_nl=body.description_nl,
+                            functions=body.functions, includes=body.includes)
+    return _changed(done.value.as_json())
 
 
 @admin_api.delete("/cpas/<cpas>/profiles/<int:profile_id>", responses={204: None, 409: ErrorResponse})
 def delete_profile(path: ProfilePath) -> Response:
     principal().require_cpas(path.cpas)
-    with service().admin(principal().name, path.cpas) as admin:
-        admin.delete_profile(path.cpas, path.profile_id)
-    return _changed(None, 204, admin.policy_version)
+    done = service().change(principal().name, Admin.delete_profile, path.cpas, path.profile_id)
+    return _changed(None, 204, done.policy_version)
 
 
 @admin_api.get("/cpas/<cpas>/users")
 def list_users(path: CpasPath, query: UsersQuery) -> Response:
     principal().require_cpas(path.cpas)
-
-    def run(store: Store) -> dict[str, Any]:
-        admin = Admin(store, service().catalog, principal().name)
-        admin.require_cpas(path.cpas)
-        rows, total = users_with_profiles(store, path.cpas, query.lang, active=query.status == "active",
-                                          page=query.page, per_page=query.per_page, search=query.q)
-        return {
-            "items": [
-                {"user": r.user, "name": r.name, "lang": r.lang, "active": r.active,
-                 "profiles": [{"id": i, "description": d} for i, d in profiles]}
-                for r, profiles in rows
-            ],
-            "page": query.page,
-            "per_page": query.per_page,
-            "total": total,
-        }
-
-    return _json(service().read(run))
+    page = service().read(lambda store: reads.users_page(store, path.cpas, query.lang, active=query.status == "active",
+                                                         page=query.page, per_page=query.per_page, q=query.q or ""))
+    return _json({"items": [row.as_json(query.lang) for row in page.items], "page": page.page,
+                  "per_page": page.per_page, "total": page.total})
 
 
 @admin_api.get("/cpas/<cpas>/users/<user>")
 def get_user(path: UserPath, query: LangQuery) -> Response:
     principal().require_cpas(path.cpas)
-
-    def run(store: Store) -> dict[str, Any]:
-        admin = Admin(store, service().catalog, principal().name)
-        return _user_json(admin, admin.get_user(path.cpas, path.user), query.lang)
-
-    return _json(service().read(run))
+    return _json(service().read(lambda store: reads.user_detail(store, path.cpas, path.user)).as_json(query.lang))
 
 
 @admin_api.put("/cpas/<cpas>/users/<user>/profiles", responses={409: ErrorResponse})
 def assign_profiles(path: UserPath, body: UserProfiles) -> Response:
     """Replace the user's profiles."""
     principal().require_cpas(path.cpas)
-    with service().admin(principal().name, path.cpas) as admin:
-        row = admin.set_user_profiles(path.cpas, path.user, body.profiles)
-        result = _user_json(admin, row, row.lang)
-    return _changed(result)
+    user = service().change(principal().name, Admin.set_user_profiles, path.cpas, path.user, body.profiles).value
+    return _changed(user.as_json(user.lang))
 
 
 @admin_api.post("/cpas/<cpas>/users/<user>/deactivate")
 def deactivate(path: UserPath) -> Response:
     """Every profile removed, the user moves to the inactive list."""
     principal().require_cpas(path.cpas)
-    with service().admin(principal().name, path.cpas) as admin:
-        row = admin.deactivate_user(path.cpas, path.user)
-        result = _user_json(admin, row, row.lang)
-    return _changed(result)
+    user = service().change(principal().name, Admin.deactivate_user, path.cpas, path.user).value
+    return _changed(user.as_json(user.lang))
 
 
 @admin_api.post("/cpas/<cpas>/users/<user>/reactivate")
 def reactivate(path: UserPath) -> Response:
     """Back in the list, with no profile."""
     principal().require_cpas(path.cpas)
-    with service().admin(principal().name, path.cpas) as admin:
-        row = admin.reactivate_user(path.cpas, path.user)
-        result = _user_json(admin, row, row.lang)
-    return _changed(result)
+    user = service().change(principal().name, Admin.reactivate_user, path.cpas, path.user).value
+    return _changed(user.as_json(user.lang))
 
 
 @admin_api.get("/cpas/<cpas>/audit")
 def audit(path: CpasPath, query: AuditQuery) -> Response:
     """Administrative changes of the CPAS, newest first."""
     principal().require_cpas(path.cpas)
-
-    def run(store: Store) -> dict[str, Any]:
-        Admin(store, service().catalog, principal().name).require_cpas(path.cpas)
-        rows, total = store.audit_page(path.cpas, page=query.page, per_page=query.per_page)
-        return {
-            "items": [
-                {"at": iso(r.at), "actor": r.actor, "action": r.action, "target": r.target,
-                 "before": r.before, "after": r.after}
-                for r in rows
-            ],
-            "page": query.page,
-            "per_page": query.per_page,
-            "total": total,
-        }
-
-    return _json(service().read(run))
+    page = service().read(lambda store: reads.audit_page(store, path.cpas, page=query.page, per_page=query.per_page))
+    return _json({
+        "items": [{"at": iso(r.at), "actor": r.actor, "action": r.action, "target": r.target,
+                   "before": r.before, "after": r.after} for r in page.items],
+        "page": page.page,
+        "per_page": page.per_page,
+        "total": page.total,
+    })
 
 
 @admin_api.get("/cpas/<cpas>/policy.csv", responses={200: None})
 def export_policy(path: CpasPath) -> Response:
     """The CPAS's policy as Casbin CSV, loadable with model.conf by any Casbin implementation."""
     principal().require_cpas(path.cpas)
-
-    def run(store: Store) -> list[tuple[str, ...]]:
-        Admin(store, service().catalog, principal().name).require_cpas(path.cpas)
-        return store.policy_lines(path.cpas)
-
-    response = Response(policy_csv(service().read(run)), mimetype="text/csv")
+    response = Response(policy_csv(service().read(lambda store: reads.policy_lines(store, path.cpas))),
+                        mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="policy-{path.cpas}.csv"'
     return response
 

@@ -66,5 +66,6 @@ class Settings(BaseSettings):
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
-    """Environment first, then ``overrides`` (keys are field names, lower case)."""
-    return Settings(**(overrides or {}))
+    """Environment first, then ``overrides`` (keys are field names, lower case). The key ``"web"`` holds
+    the web UI's own settings, read by ``web/settings.py`` (``create_app`` hands them over)."""
+    return Settings(**{k: v for k, v in (overrides or {}).items() if k != "web"})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from . import metrics
 from .engine import CpasPolicy, Decision
 from .errors import CpasUnknown, UnknownFunction, VersionNotReached
 from .schemas import EnforceRequest
@@ -45,5 +44,5 @@ def decide(
     if policy is None:
         raise CpasUnknown(req.cpas)
     decision = policy.decide(req.user, req.function, explain=req.explain)
-    metrics.DECISIONS.labels("allow" if decision.allowed else "deny").inc()
+    service.metrics.decisions.labels("allow" if decision.allowed else "deny").inc()
     return decision

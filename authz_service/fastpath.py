@@ -19,7 +19,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import metrics
 from .decisions import decide
 from .errors import ServiceError
 from .inputs import is_json_content_type
@@ -60,7 +59,7 @@ class EnforceFastPath:
             environ["wsgi.input"] = io.BytesIO(raw)
             return self.app(environ, start_response)
         start_response("200 OK", [*HEADERS, ("Content-Length", str(len(body)))])
-        metrics.REQUESTS.labels("POST", "decisions.enforce", 200).observe(time.perf_counter() - started)
+        self.service.metrics.requests.labels("POST", "decisions.enforce", 200).observe(time.perf_counter() - started)
         return [body]
 
     def _answer(self, raw: bytes, authorization: str | None) -> bytes | None:

@@ -14,13 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert
-
 from .admin import Admin, description_key
 from .catalog import Catalog
 from .db import Database
 from .engine import function_role, profile_role, user_subject
-from .models import CasbinRule, Profile, User
+from .models import Profile
 from .store import Store
 
 SCALES = {"national": 580}
@@ -108,17 +106,16 @@ def generate(
                         builtin=False, version=1)
                 for i in range(rng.randint(5, 30))
             ]
-            session.add_all(profiles)
-            session.flush()
-            rows: list[dict[str, Any]] = []
+            store.add_profiles(profiles)
+            rows: list[tuple[str, str]] = []
             for i, profile in enumerate(profiles):
                 for code in _profile_functions(rng, catalog):
-                    rows.append(_g(profile_role(profile.id), function_role(code), cpas))
+                    rows.append((profile_role(profile.id), function_role(code)))
                 if i >= 2 and rng.random() < 0.15:  # "travailleur administratif + clignotants"
-                    rows.append(_g(profile_role(profile.id), profile_role(profiles[rng.randrange(i)].id), cpas))
+                    rows.append((profile_role(profile.id), profile_role(profiles[rng.randrange(i)].id)))
             ids = [pr.id for pr in profiles] + [builtin.id]
             weights = [1.0] * len(profiles) + [0.3]
-            users = []
+            users: list[dict[str, Any]] = []
             for u in range(counts[index]):
                 user = f"{index:03d}{u:08d}"
                 active = rng.random() > 0.03
@@ -127,10 +124,8 @@ def generate(
                 if active:
                     k = rng.choice((1, 1, 1, 2, 2, 3))
                     for pid in set(rng.choices(ids, weights=weights, k=k)):
-                        rows.append(_g(user_subject(user), profile_role(pid), cpas))
-            session.execute(insert(User), users)
-            for start in range(0, len(rows), 20_000):
-                session.execute(insert(CasbinRule), rows[start : start + 20_000])
+                        rows.append((user_subject(user), profile_role(pid)))
+            store.bulk_insert(cpas, users, rows)
             store.bump_version(cpas)
             store.audit(cpas, actor, "cpas.generate", f"cpas:{cpas}", None,
                         {"profiles": len(profiles), "users": len(users), "seed": p.seed})
@@ -142,6 +137,3 @@ def generate(
             progress(index + 1, p.cpas)
     return totals
 
-
-def _g(child: str, parent: str, cpas: str) -> dict[str, Any]:
-    return {"ptype": "g", "v0": child, "v1": parent, "v2": cpas, "v3": None, "v4": None, "v5": None}

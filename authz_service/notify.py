@@ -21,10 +21,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import make_url, text
-from sqlalchemy.orm import Session
+from sqlalchemy import make_url
+
+if TYPE_CHECKING:
+    from .store import Store
 
 log = logging.getLogger(__name__)
 CHANNEL = "authz_policy"
@@ -44,7 +46,7 @@ class Notifier:
         self._on_connected: Callable[[], object] = lambda: None
         self._on_alive: Callable[[], object] = lambda: None
 
-    def in_transaction(self, session: Session, cpas: str) -> None:
+    def in_transaction(self, store: Store, cpas: str) -> None:
         """Called inside the change's transaction, before commit."""
 
     def after_commit(self, cpas: str) -> None:
@@ -116,9 +118,8 @@ class PostgresNotifier(Notifier):
         # psycopg wants a libpq URL, without SQLAlchemy's "+psycopg" dialect suffix
         self.dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
-    def in_transaction(self, session: Session, cpas: str) -> None:
-        session.execute(text("SELECT pg_notify(:channel, :payload)"),
-                        {"channel": CHANNEL, "payload": self._payload(cpas)})
+    def in_transaction(self, store: Store, cpas: str) -> None:
+        store.notify(CHANNEL, self._payload(cpas))
 
     def _session(self, on_change: Callable[[str], object]) -> None:
         import psycopg

@@ -7,6 +7,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -102,7 +103,12 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def verify_password(account: AdminAccount, password: str) -> bool:
+class HasPassword(Protocol):
+    @property
+    def password_hash(self) -> str: ...
+
+
+def verify_password(account: HasPassword, password: str) -> bool:
     try:
         return _hasher.verify(account.password_hash, password)
     except (VerificationError, InvalidHashError):

@@ -13,7 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -36,13 +37,32 @@ from .notify import make_notifier
 from .security import Principal, authenticate_key
 from .store import Store
 
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+@dataclass(frozen=True)
+class Changed(Generic[T]):
+    """A use case's answer, and the CPAS's policy version once it committed (None: nothing changed):
+    the consistency token a caller passes on as ``min_policy_version``."""
+
+    value: T
+    policy_version: int | None
 
 
 class Service:
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
+        if metrics is None:
+            from .metrics import Metrics  # here: see metrics.py on when prometheus-client may be imported
+
+            metrics = Metrics()
+        self.metrics = metrics
         check_model(str(settings.model_path))
         self.catalog: Catalog = load_catalog(settings.policies_dir)
         self.db = Database(settings.database_url, board=settings.version_board or None,
@@ -81,15 +101,25 @@ class Service:
         return found
 
     # -- writes --------------------------------------------------------------------------------------
+    def change(self, actor: str, use_case: Callable[Concatenate[Admin, P], T], *args: P.args,
+               **kwargs: P.kwargs) -> Changed[T]:
+        """Run one use case of ``Admin`` (``Admin.update_profile``, ...) in one transaction, then bring
+        the engine and the other workers and instances up to date: the one way a route changes anything."""
+        with self.admin(actor) as admin:
+            value = use_case(admin, *args, **kwargs)
+        return Changed(value, admin.policy_version)
+
     @contextmanager
-    def admin(self, actor: str, cpas: str | None = None) -> Iterator[Admin]:
-        """One transaction around a use case; after commit, rebuild the CPAS it touched."""
+    def admin(self, actor: str) -> Iterator[Admin]:
+        """One transaction around use cases (``change`` for one; the CLI and tests for several); after
+        commit, the CPAS they changed is rebuilt here and announced to the other instances."""
         try:
             with self.db.transaction() as session:
-                admin = Admin(Store(session), self.catalog, actor, self.settings.max_inclusion_depth)
+                store = Store(session)
+                admin = Admin(store, self.catalog, actor, self.settings.max_inclusion_depth)
                 yield admin
-                if cpas is not None and admin.policy_version is not None:
-                    self.notifier.in_transaction(session, cpas)
+                for cpas in admin.changed:
+                    self.notifier.in_transaction(store, cpas)
         except SQLAlchemyError as exc:
             answer = store_failure(exc, change=True)
             if answer is None:
@@ -97,7 +127,7 @@ class Service:
             raise answer from exc
         # committed, and announced on this host's version board: the other workers catch up on their next
         # decision; this one rebuilds now, the other instances hear of it (or poll, or get the token)
-        if cpas is not None and admin.policy_version is not None:
+        for cpas in admin.changed:
             self.refresh(cpas)
             self.notifier.after_commit(cpas)
 

@@ -6,9 +6,11 @@ own and have known bugs; see docs/architecture.md, "Casbin facts"). Casbin words
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from .catalog import Catalog
@@ -31,6 +33,7 @@ from .models import (
     CasbinRule,
     CatalogState,
     Cpas,
+    LoginAttempt,
     Profile,
     ServiceSecret,
     User,
@@ -38,18 +41,36 @@ from .models import (
 )
 
 
+@dataclass(frozen=True)
+class AuditWhere:
+    """Which audit entries: from ``since`` (included) to ``until`` (excluded), an actor containing
+    ``actor`` (case-insensitive), exactly ``action``. Empty values do not filter."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str = ""
+    action: str = ""
+
+
 class Store:
+    """Every read and write of the database, through the caller's session (private: no other module sees
+    it). Returns model rows; ``reads`` turns them into the frozen answers the routes show."""
+
     def __init__(self, session: Session) -> None:
-        self.s = session
+        self._s = session
+
+    def flush(self) -> None:
+        """Send the pending changes of model rows to the database (constraints are checked here)."""
+        self._s.flush()
 
     # -- catalog rule rows ------------------------------------------------------------------------
     def catalog_state(self) -> CatalogState | None:
-        return self.s.get(CatalogState, 1)
+        return self._s.get(CatalogState, 1)
 
     def write_catalog_rules(self, catalog: Catalog) -> None:
         """Replace every global ``p`` line by the catalog's: allow lines for each function and covered
         action, deny lines for each transitive prerequisite."""
-        self.s.execute(delete(CasbinRule).where(CasbinRule.ptype == "p"))
+        self._s.execute(delete(CasbinRule).where(CasbinRule.ptype == "p"))
         rows: list[dict[str, Any]] = []
         for code, fn in catalog.functions.items():
             if fn.selectable:
@@ -57,87 +78,92 @@ class Store:
                 rows.extend(_p(function_role(code), c, "allow") for c in fn.covers)
             rows.extend(_p(function_role(pre), code, "deny") for pre in sorted(catalog.prerequisites(code)))
         if rows:
-            self.s.execute(insert(CasbinRule), rows)
+            self._s.execute(insert(CasbinRule), rows)
         state = self.catalog_state()
         if state is None:
-            self.s.add(CatalogState(id=1, version=catalog.version, digest=catalog.digest))
+            self._s.add(CatalogState(id=1, version=catalog.version, digest=catalog.digest))
         else:
             state.version, state.digest, state.loaded_at = catalog.version, catalog.digest, utcnow()
 
     def rules(self) -> Rules:
-        rows = self.s.execute(
+        rows = self._s.execute(
             select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v2, CasbinRule.v3).where(CasbinRule.ptype == "p")
         ).all()
         return Rules.from_rows((str(a), str(b), str(c), str(d)) for a, b, c, d in rows)
 
     # -- CPAS -------------------------------------------------------------------------------------
     def get_cpas(self, cpas: str) -> Cpas | None:
-        return self.s.get(Cpas, cpas)
+        return self._s.get(Cpas, cpas)
 
     def list_cpas(self) -> Sequence[Cpas]:
-        return self.s.scalars(select(Cpas).order_by(Cpas.id)).all()
+        return self._s.scalars(select(Cpas).order_by(Cpas.id)).all()
+
+    def add_cpas(self, row: Cpas) -> Cpas:
+        self._s.add(row)
+        self._s.flush()
+        return row
 
     def versions(self) -> dict[str, int]:
-        return {k: v for k, v in self.s.execute(select(Cpas.id, Cpas.policy_version)).all()}
+        return {k: v for k, v in self._s.execute(select(Cpas.id, Cpas.policy_version)).all()}
 
     def versions_of(self, cpas: Iterable[str]) -> dict[str, int]:
         query = select(Cpas.id, Cpas.policy_version).where(Cpas.id.in_(list(cpas)))
-        return {k: v for k, v in self.s.execute(query).all()}
+        return {k: v for k, v in self._s.execute(query).all()}
 
     def bump_version(self, cpas: str) -> int:
         """Also the write lock that serializes changes of one CPAS (row lock on PostgreSQL)."""
-        self.s.execute(update(Cpas).where(Cpas.id == cpas).values(policy_version=Cpas.policy_version + 1))
-        note_change(self.s, cpas)
-        return int(self.s.scalar(select(Cpas.policy_version).where(Cpas.id == cpas)) or 0)
+        self._s.execute(update(Cpas).where(Cpas.id == cpas).values(policy_version=Cpas.policy_version + 1))
+        note_change(self._s, cpas)
+        return int(self._s.scalar(select(Cpas.policy_version).where(Cpas.id == cpas)) or 0)
 
     def announce(self, cpas: str) -> None:
         """A new CPAS: announced on the version board at commit, as a bumped version is."""
-        note_change(self.s, cpas)
+        note_change(self._s, cpas)
 
     def bump_all_versions(self) -> None:
-        self.s.execute(update(Cpas).values(policy_version=Cpas.policy_version + 1))
-        note_change(self.s, None)
+        self._s.execute(update(Cpas).values(policy_version=Cpas.policy_version + 1))
+        note_change(self._s, None)
 
     def lock_cpas(self, cpas: str) -> Cpas | None:
-        return self.s.scalar(select(Cpas).where(Cpas.id == cpas).with_for_update())
+        return self._s.scalar(select(Cpas).where(Cpas.id == cpas).with_for_update())
 
     # -- profiles ---------------------------------------------------------------------------------
     def profiles(self, cpas: str) -> Sequence[Profile]:
-        return self.s.scalars(select(Profile).where(Profile.cpas_id == cpas).order_by(Profile.id)).all()
+        return self._s.scalars(select(Profile).where(Profile.cpas_id == cpas).order_by(Profile.id)).all()
 
     def get_profile(self, cpas: str, profile_id: int) -> Profile | None:
-        profile = self.s.get(Profile, profile_id)
+        profile = self._s.get(Profile, profile_id)
         return profile if profile is not None and profile.cpas_id == cpas else None
 
     def builtin_profile(self, cpas: str) -> Profile | None:
-        return self.s.scalar(select(Profile).where(Profile.cpas_id == cpas, Profile.builtin.is_(True)))
+        return self._s.scalar(select(Profile).where(Profile.cpas_id == cpas, Profile.builtin.is_(True)))
 
     def description_taken(self, cpas: str, lang: str, key: str, *, except_id: int | None = None) -> bool:
         column = Profile.key_fr if lang == "fr" else Profile.key_nl
         query = select(Profile.id).where(Profile.cpas_id == cpas, column == key)
         if except_id is not None:
             query = query.where(Profile.id != except_id)
-        return self.s.scalar(query.limit(1)) is not None
+        return self._s.scalar(query.limit(1)) is not None
 
     def add_profile(self, profile: Profile) -> Profile:
-        self.s.add(profile)
-        self.s.flush()
+        self._s.add(profile)
+        self._s.flush()
         return profile
 
     def delete_profile(self, profile: Profile) -> None:
         role = profile_role(profile.id)
-        self.s.execute(
+        self._s.execute(
             delete(CasbinRule).where(
                 CasbinRule.ptype == "g",
                 CasbinRule.v2 == profile.cpas_id,
                 or_(CasbinRule.v0 == role, CasbinRule.v1 == role),
             )
         )
-        self.s.delete(profile)
-        self.s.flush()
+        self._s.delete(profile)
+        self._s.flush()
 
     def _links_from(self, cpas: str, subject: str, prefix: str) -> list[str]:
-        rows = self.s.scalars(
+        rows = self._s.scalars(
             select(CasbinRule.v1).where(
                 CasbinRule.ptype == "g",
                 CasbinRule.v2 == cpas,
@@ -148,7 +174,7 @@ class Store:
         return [str(r) for r in rows]
 
     def _replace_links(self, cpas: str, subject: str, prefix: str, targets: Iterable[str]) -> None:
-        self.s.execute(
+        self._s.execute(
             delete(CasbinRule).where(
                 CasbinRule.ptype == "g",
                 CasbinRule.v2 == cpas,
@@ -158,7 +184,7 @@ class Store:
         )
         rows = [_g(subject, t, cpas) for t in sorted(set(targets))]
         if rows:
-            self.s.execute(insert(CasbinRule), rows)
+            self._s.execute(insert(CasbinRule), rows)
 
     def profile_functions(self, cpas: str, profile_id: int) -> list[str]:
         return sorted(r[len(FUNCTION) :] for r in self._links_from(cpas, profile_role(profile_id), FUNCTION))
@@ -173,7 +199,7 @@ class Store:
         self._replace_links(cpas, profile_role(profile_id), PROFILE, (profile_role(i) for i in included))
 
     def inclusion_graph(self, cpas: str) -> dict[int, list[int]]:
-        rows = self.s.execute(
+        rows = self._s.execute(
             select(CasbinRule.v0, CasbinRule.v1).where(
                 CasbinRule.ptype == "g",
                 CasbinRule.v2 == cpas,
@@ -187,7 +213,7 @@ class Store:
         return graph
 
     def profile_users(self, cpas: str, profile_id: int) -> list[User]:
-        subjects = self.s.scalars(
+        subjects = self._s.scalars(
             select(CasbinRule.v0).where(
                 CasbinRule.ptype == "g", CasbinRule.v2 == cpas, CasbinRule.v1 == profile_role(profile_id),
                 CasbinRule.v0.startswith(USER),
@@ -197,13 +223,13 @@ class Store:
         if not ids:
             return []
         return list(
-            self.s.scalars(
+            self._s.scalars(
                 select(User).where(User.cpas_id == cpas, User.user.in_(ids)).order_by(User.name, User.user)
             ).all()
         )
 
     def profiles_including(self, cpas: str, profile_id: int) -> list[int]:
-        rows = self.s.scalars(
+        rows = self._s.scalars(
             select(CasbinRule.v0).where(
                 CasbinRule.ptype == "g", CasbinRule.v2 == cpas, CasbinRule.v1 == profile_role(profile_id),
                 CasbinRule.v0.startswith(PROFILE),
@@ -213,7 +239,7 @@ class Store:
 
     def profile_counts(self, cpas: str) -> tuple[dict[int, int], dict[int, int]]:
         """(functions per profile, users per profile) for the CPAS."""
-        rows = self.s.execute(
+        rows = self._s.execute(
             select(CasbinRule.v0, CasbinRule.v1).where(CasbinRule.ptype == "g", CasbinRule.v2 == cpas)
         ).all()
         functions: dict[int, int] = {}
@@ -229,11 +255,11 @@ class Store:
 
     # -- users ------------------------------------------------------------------------------------
     def get_user(self, cpas: str, user: str) -> User | None:
-        return self.s.get(User, (cpas, user))
+        return self._s.get(User, (cpas, user))
 
     def add_user(self, user: User) -> User:
-        self.s.add(user)
-        self.s.flush()
+        self._s.add(user)
+        self._s.flush()
         return user
 
     def user_profiles(self, cpas: str, user: str) -> list[int]:
@@ -249,8 +275,8 @@ class Store:
         if search:
             pattern = f"%{search.lower()}%"
             where.append(or_(func.lower(User.name).like(pattern), func.lower(User.user).like(pattern)))
-        total = int(self.s.scalar(select(func.count()).select_from(User).where(and_(*where))) or 0)
-        items = self.s.scalars(
+        total = int(self._s.scalar(select(func.count()).select_from(User).where(and_(*where))) or 0)
+        items = self._s.scalars(
             select(User).where(*where).order_by(User.name, User.user).offset((page - 1) * per_page).limit(per_page)
         ).all()
         return list(items), total
@@ -260,7 +286,7 @@ class Store:
         result: dict[str, list[int]] = {}
         if not subjects:
             return result
-        rows = self.s.execute(
+        rows = self._s.execute(
             select(CasbinRule.v0, CasbinRule.v1).where(
                 CasbinRule.ptype == "g", CasbinRule.v2 == cpas, CasbinRule.v0.in_(subjects)
             )
@@ -275,14 +301,14 @@ class Store:
     # -- decisions --------------------------------------------------------------------------------
     def cpas_policy(self, cpas: str, rules: Rules) -> CpasPolicy | None:
         """Version first, rows after: a change committed in between is picked up by the next poll."""
-        version = self.s.scalar(select(Cpas.policy_version).where(Cpas.id == cpas))
+        version = self._s.scalar(select(Cpas.policy_version).where(Cpas.id == cpas))
         if version is None:
             return None
-        links = self.s.execute(
+        links = self._s.execute(
             select(CasbinRule.v0, CasbinRule.v1).where(CasbinRule.ptype == "g", CasbinRule.v2 == cpas)
         ).all()
-        users = self.s.execute(select(User.user, User.active).where(User.cpas_id == cpas)).all()
-        descriptions = self.s.execute(
+        users = self._s.execute(select(User.user, User.active).where(User.cpas_id == cpas)).all()
+        descriptions = self._s.execute(
             select(Profile.id, Profile.description_fr, Profile.description_nl).where(Profile.cpas_id == cpas)
         ).all()
         return CpasPolicy(
@@ -296,68 +322,144 @@ class Store:
 
     def policy_lines(self, cpas: str) -> list[tuple[str, ...]]:
         """The CPAS's policy as Casbin lines: the global p lines, then its g lines."""
-        p_rows = self.s.execute(
+        p_rows = self._s.execute(
             select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v2, CasbinRule.v3)
             .where(CasbinRule.ptype == "p")
             .order_by(CasbinRule.v2, CasbinRule.v3, CasbinRule.v0)
         ).all()
-        g_rows = self.s.execute(
+        g_rows = self._s.execute(
             select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v2)
             .where(CasbinRule.ptype == "g", CasbinRule.v2 == cpas)
             .order_by(CasbinRule.v0, CasbinRule.v1)
         ).all()
         # inactive means denied: an inactive user's links (there should be none) are not part of the policy
-        inactive = {user_subject(u) for u in self.s.scalars(
+        inactive = {user_subject(u) for u in self._s.scalars(
             select(User.user).where(User.cpas_id == cpas, User.active.is_(False)))}
         return [("p", *map(str, r)) for r in p_rows] + [("g", *map(str, r)) for r in g_rows if r[0] not in inactive]
 
     # -- audit ------------------------------------------------------------------------------------
     def audit(self, cpas: str | None, actor: str, action: str, target: str, before: Any, after: Any) -> None:
-        self.s.add(AuditEntry(cpas_id=cpas, actor=actor, action=action, target=target, before=before, after=after))
+        self._s.add(AuditEntry(cpas_id=cpas, actor=actor, action=action, target=target, before=before, after=after))
 
-    def audit_page(self, cpas: str, *, page: int, per_page: int) -> tuple[list[AuditEntry], int]:
-        total = int(self.s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.cpas_id == cpas)) or 0)
-        items = self.s.scalars(
-            select(AuditEntry)
-            .where(AuditEntry.cpas_id == cpas)
-            .order_by(AuditEntry.id.desc())
-            .offset((page - 1) * per_page)
-            .limit(per_page)
-        ).all()
+    def _audit_query(self, cpas: str, where: AuditWhere) -> Select[AuditEntry]:
+        query = select(AuditEntry).where(AuditEntry.cpas_id == cpas)
+        if where.since is not None:
+            query = query.where(AuditEntry.at >= where.since)
+        if where.until is not None:
+            query = query.where(AuditEntry.at < where.until)
+        if where.actor:
+            escaped = where.actor.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(func.lower(AuditEntry.actor).like(f"%{escaped}%", escape="\\"))
+        if where.action:
+            query = query.where(AuditEntry.action == where.action)
+        return query
+
+    def audit_page(
+        self, cpas: str, *, page: int, per_page: int, where: AuditWhere | None = None
+    ) -> tuple[list[AuditEntry], int]:
+        """One page of the CPAS's audit trail, newest first, and how many entries match in all."""
+        query = self._audit_query(cpas, where or AuditWhere())
+        total = int(self._s.scalar(select(func.count()).select_from(query.subquery())) or 0)
+        items = self._s.scalars(query.order_by(AuditEntry.id.desc()).offset((page - 1) * per_page).limit(per_page))
         return list(items), total
+
+    def audit_rows(self, cpas: str, where: AuditWhere, *, limit: int) -> list[AuditEntry]:
+        return list(self._s.scalars(self._audit_query(cpas, where).order_by(AuditEntry.id.desc()).limit(limit)))
+
+    def audit_actions_and_actors(self, cpas: str) -> tuple[list[str], list[str]]:
+        """The actions and (at most 500) actors found in the CPAS's trail."""
+        actions = self._s.scalars(
+            select(AuditEntry.action).where(AuditEntry.cpas_id == cpas).distinct().order_by(AuditEntry.action)
+        )
+        actors = self._s.scalars(
+            select(AuditEntry.actor).where(AuditEntry.cpas_id == cpas).distinct().order_by(AuditEntry.actor).limit(500)
+        )
+        return list(actions), list(actors)
 
     # -- credentials ------------------------------------------------------------------------------
     def add_api_key(self, key: ApiKey) -> ApiKey:
-        self.s.add(key)
-        self.s.flush()
+        self._s.add(key)
+        self._s.flush()
         return key
 
     def api_keys(self) -> Sequence[ApiKey]:
-        return self.s.scalars(select(ApiKey).order_by(ApiKey.id)).all()
+        return self._s.scalars(select(ApiKey).order_by(ApiKey.id)).all()
 
     def api_key_by_prefix(self, prefix: str) -> ApiKey | None:
-        return self.s.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        return self._s.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
 
     def admin_by_username(self, username: str, *, lock: bool = False) -> AdminAccount | None:
         query = select(AdminAccount).where(AdminAccount.username == username)
-        return self.s.scalar(query.with_for_update() if lock else query)
+        return self._s.scalar(query.with_for_update() if lock else query)
 
     def add_admin(self, account: AdminAccount) -> AdminAccount:
-        self.s.add(account)
-        self.s.flush()
+        self._s.add(account)
+        self._s.flush()
         return account
 
     def shared_secret(self, name: str, make: Callable[[], str]) -> str:
         """The named secret, created by whichever process asks first (the others read the same)."""
-        found = self.s.get(ServiceSecret, name)
+        found = self._s.get(ServiceSecret, name)
         if found is None:
             found = ServiceSecret(name=name, value=make())
-            self.s.add(found)
-            self.s.flush()
+            self._s.add(found)
+            self._s.flush()
         return found.value
 
     def ping(self) -> None:
-        self.s.execute(select(1))
+        self._s.execute(select(1))
+
+    def notify(self, channel: str, payload: str) -> None:
+        """PostgreSQL NOTIFY, sent when (and only if) this transaction commits."""
+        self._s.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
+
+    # -- failed sign-ins (the login throttle's moving windows) ---------------------------------------
+    def take_login_attempt(self, bucket: str, limit: int, at: float, window: float, amount: int = 1) -> bool:
+        """Count ``amount`` attempts in ``bucket`` at ``at`` if the window still has room; forget every
+        attempt whose window has passed. Returns whether they were counted."""
+        self._s.execute(delete(LoginAttempt).where(LoginAttempt.expires <= at))
+        used = self._s.scalar(select(func.count()).select_from(LoginAttempt)
+                              .where(LoginAttempt.bucket == bucket, LoginAttempt.at > at - window)) or 0
+        if used + amount > limit:
+            return False
+        self._s.add_all(LoginAttempt(bucket=bucket, at=at, expires=at + window) for _ in range(amount))
+        return True
+
+    def login_window(self, bucket: str, at: float, window: float) -> tuple[float | None, int]:
+        """(the oldest attempt's time, how many) in the window ending at ``at``."""
+        count, oldest = self._s.execute(
+            select(func.count(), func.min(LoginAttempt.at))
+            .where(LoginAttempt.bucket == bucket, LoginAttempt.at > at - window)
+        ).one()
+        return (float(oldest) if oldest is not None else None), int(count)
+
+    def login_attempts(self, bucket: str, at: float) -> int:
+        return int(self._s.scalar(select(func.count()).select_from(LoginAttempt)
+                                  .where(LoginAttempt.bucket == bucket, LoginAttempt.expires > at)) or 0)
+
+    def login_attempts_expiry(self, bucket: str) -> float | None:
+        latest = self._s.scalar(select(func.max(LoginAttempt.expires)).where(LoginAttempt.bucket == bucket))
+        return float(latest) if latest is not None else None
+
+    def forget_login_attempts(self, bucket: str | None = None) -> int:
+        """Every counted attempt of ``bucket`` (of every bucket: None) forgotten; returns how many."""
+        query = delete(LoginAttempt)
+        if bucket is not None:
+            query = query.where(LoginAttempt.bucket == bucket)
+        return int(self._s.execute(query).rowcount or 0)  # type: ignore[attr-defined]
+
+    # -- bulk loading (``generate``: national-scale test data) ----------------------------------------
+    def add_profiles(self, profiles: Sequence[Profile]) -> None:
+        self._s.add_all(profiles)
+        self._s.flush()  # their ids are known from here on
+
+    def bulk_insert(self, cpas: str, users: Sequence[dict[str, Any]], links: Sequence[tuple[str, str]]) -> None:
+        """Users as plain rows and the CPAS's links (child, parent), in a few large statements."""
+        if users:
+            self._s.execute(insert(User), list(users))
+        rows = [_g(child, parent, cpas) for child, parent in links]
+        for start in range(0, len(rows), 20_000):
+            self._s.execute(insert(CasbinRule), rows[start : start + 20_000])
 
 
 def policy_csv(lines: Iterable[tuple[str, ...]]) -> str:

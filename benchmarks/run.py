@@ -467,7 +467,7 @@ def writes(runs: int = 15) -> dict[str, Any]:
     functions = service.catalog.selectable
     save, assign = [], []
     try:
-        with service.admin("bench", cpas) as admin:
+        with service.admin("bench") as admin:
             profile = admin.create_profile(cpas, description_fr="Bench", description_nl=None, functions=[])
         version = profile.version
         users = [u for u, active in big._users.items() if active]
@@ -475,14 +475,14 @@ def writes(runs: int = 15) -> dict[str, Any]:
         for i in range(runs):
             chosen = rng.sample(functions, k=min(150, len(functions)))
             start = time.perf_counter()
-            with service.admin("bench", cpas) as admin:
+            with service.admin("bench") as admin:
                 admin.update_profile(cpas, profile.id, version=version, description_fr=f"Bench {i}",
                                      description_nl=None, functions=chosen, includes=None)
             save.append((time.perf_counter() - start) * 1000)
             version += 1
             user = rng.choice(users)
             start = time.perf_counter()
-            with service.admin("bench", cpas) as admin:
+            with service.admin("bench") as admin:
                 admin.set_user_profiles(cpas, user, rng.sample(profiles, k=2))
             assign.append((time.perf_counter() - start) * 1000)
     finally:

@@ -73,8 +73,13 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def overrides(database_url: str) -> dict[str, Any]:
-    return {"database_url": database_url, "poll_interval": 0, "secret_key": "test-secret"}
+def overrides(database_url: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The settings of the test's app; ``@pytest.mark.web_settings(per_page=5)`` sets the web UI's."""
+    values: dict[str, Any] = {"database_url": database_url, "poll_interval": 0, "secret_key": "test-secret"}
+    marker = request.node.get_closest_marker("web_settings")
+    if marker is not None:
+        values["web"] = dict(marker.kwargs)
+    return values
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from authz_service import reads
 from authz_service.admin import BUILTIN_FR, BUILTIN_NL, Admin
 from authz_service.catalog import REGIONS
 from authz_service.cli import init_db
@@ -93,13 +94,11 @@ def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 def dump(svc: Service) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table the use cases write, every column: equal dumps, same database."""
 
-    def run(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    with svc.db.reading() as session:
         return {
-            model.__tablename__: sorted((tuple(row) for row in store.s.execute(select(model.__table__))), key=repr)
+            model.__tablename__: sorted((tuple(row) for row in session.execute(select(model.__table__))), key=repr)
             for model in (Cpas, Profile, User, CasbinRule, AuditEntry)
         }
-
-    return svc.read(run)
 
 
 def version(svc: Service, cpas: str) -> int | None:
@@ -141,7 +140,7 @@ def change(svc: Service, cpas: str, use_case: Callable[[Admin], Any], *, bumps: 
     the use case's result) and, when ``bumps``, that it raised the CPAS's policy version by one, handed
     that version back on the Admin, and that the engine decides with it right after the commit."""
     before_version, before_audit = version(svc, cpas), audit(svc, cpas)
-    with svc.admin(ACTOR, cpas) as admin:
+    with svc.admin(ACTOR) as admin:
         result = use_case(admin)
     after_audit = audit(svc, cpas)
     assert after_audit[: len(before_audit)] == before_audit
@@ -160,7 +159,7 @@ def refused(svc: Service, cpas: str, use_case: Callable[[Admin], Any], error: ty
     Returns the exception (its class is exactly ``error``)."""
     before = dump(svc)
     engine_version = svc.policy(cpas).version if version(svc, cpas) is not None else None
-    with pytest.raises(ServiceError) as info, svc.admin(ACTOR, cpas) as admin:
+    with pytest.raises(ServiceError) as info, svc.admin(ACTOR) as admin:
         use_case(admin)
     assert type(info.value) is error, (info.value, info.value.details)
     assert dump(svc) == before
@@ -171,23 +170,23 @@ def refused(svc: Service, cpas: str, use_case: Callable[[Admin], Any], error: ty
 
 def make_cpas(svc: Service) -> str:
     cpas = new_kbo()
-    with svc.admin(ACTOR, cpas) as admin:
+    with svc.admin(ACTOR) as admin:
         admin.create_cpas(cpas, "CPAS de test", "OCMW test", "wallonia")
     return cpas
 
 
 def make_profile(svc: Service, cpas: str, fr: str | None, nl: str | None = None,
                  functions: tuple[str, ...] = (SEARCH,), includes: tuple[int, ...] = ()) -> int:
-    with svc.admin(ACTOR, cpas) as admin:
+    with svc.admin(ACTOR) as admin:
         return admin.create_profile(cpas, description_fr=fr, description_nl=nl, functions=functions,
                                     includes=includes).id
 
 
 def make_user(svc: Service, cpas: str, user: str, name: str = "Agent", profiles: tuple[int, ...] = ()) -> None:
-    with svc.admin(ACTOR, cpas) as admin:
+    with svc.admin(ACTOR) as admin:
         admin.user_seen(cpas, user, name=name, lang="fr")
     if profiles:
-        with svc.admin(ACTOR, cpas) as admin:
+        with svc.admin(ACTOR) as admin:
             admin.set_user_profiles(cpas, user, profiles)
 
 
@@ -209,7 +208,7 @@ def cpas(svc: Service) -> str:
 def test_create_cpas_with_its_builtin_profile(svc: Service) -> None:
     cpas = new_kbo()
     assert version(svc, cpas) is None
-    with svc.admin(ACTOR, cpas) as admin:
+    with svc.admin(ACTOR) as admin:
         row = admin.create_cpas(cpas, "  CPAS d'Ixelles ", "OCMW Elsene  ", "brussels")
     assert admin.policy_version == 1 == version(svc, cpas) == svc.policy(cpas).version
     assert (row.id, row.name_fr, row.name_nl, row.region) == (cpas, "CPAS d'Ixelles", "OCMW Elsene", "brussels")
@@ -246,9 +245,9 @@ def test_every_use_case_refuses_an_unknown_cpas(svc: Service, use_case: str) -> 
         "update_profile": lambda a: a.update_profile(cpas, 1, version=1, description_fr="X", description_nl=None,
                                                      functions=None, includes=None),
         "delete_profile": lambda a: a.delete_profile(cpas, 1),
-        "get_profile": lambda a: a.get_profile(cpas, 1),
+        "get_profile": lambda a: reads.profile_detail(a.store, a.catalog, cpas, 1),
         "user_seen": lambda a: a.user_seen(cpas, "u1", name="A", lang="fr"),
-        "get_user": lambda a: a.get_user(cpas, "u1"),
+        "get_user": lambda a: reads.user_detail(a.store, cpas, "u1"),
         "set_user_profiles": lambda a: a.set_user_profiles(cpas, "u1", []),
         "deactivate_user": lambda a: a.deactivate_user(cpas, "u1"),
         "reactivate_user": lambda a: a.reactivate_user(cpas, "u1"),
@@ -379,7 +378,7 @@ def test_deleted_or_foreign_profiles_are_not_found(svc: Service, cpas: str) -> N
                                                              description_nl=None, functions=None, includes=None),
                 ProfileNotFound)
         refused(svc, cpas, lambda a, p=pid: a.delete_profile(cpas, p), ProfileNotFound)
-        refused(svc, cpas, lambda a, p=pid: a.get_profile(cpas, p), ProfileNotFound)
+        refused(svc, cpas, lambda a, p=pid: reads.profile_detail(a.store, a.catalog, cpas, p), ProfileNotFound)
 
 
 def test_builtin_profile_refusals(svc: Service, cpas: str) -> None:
@@ -490,7 +489,7 @@ def test_user_seen_creates_then_updates(svc: Service, cpas: str) -> None:
 
     # the same again: nothing to record, nothing bumped
     before = (version(svc, cpas), audit(svc, cpas))
-    with svc.admin(ACTOR, cpas) as admin:
+    with svc.admin(ACTOR) as admin:
         user, created = admin.user_seen(cpas, "u1", name="Jean Dupont", lang="fr")
     assert created is False and admin.policy_version is None and (version(svc, cpas), audit(svc, cpas)) == before
 
@@ -507,7 +506,7 @@ def test_user_seen_creates_then_updates(svc: Service, cpas: str) -> None:
 def test_an_inactive_user_stays_inactive_at_login(svc: Service, cpas: str) -> None:
     make_user(svc, cpas, "u1", name="Agent", profiles=(builtin_id(svc, cpas),))
     change(svc, cpas, lambda a: a.deactivate_user(cpas, "u1"))
-    with svc.admin(ACTOR, cpas) as admin:
+    with svc.admin(ACTOR) as admin:
         user, created = admin.user_seen(cpas, "u1", name="Agent", lang="fr")
     assert (created, user.active) == (False, False)
     assert user_state(svc, cpas, "u1") == {"user": "u1", "name": "Agent", "lang": "fr", "active": False,
@@ -563,7 +562,7 @@ def test_deactivate_and_reactivate_remove_every_profile(svc: Service, cpas: str)
     assert not [line for line in lines if line[1] == "user:u1"]
 
     # links an inactive user should not have (written behind the use cases' back) are gone on reactivation
-    with svc.admin(ACTOR, cpas) as admin:
+    with svc.admin(ACTOR) as admin:
         admin.store.set_user_profiles(cpas, "u1", [search])
     assert user_state(svc, cpas, "u1")["profiles"] == [search]  # type: ignore[index]
     assert svc.refresh(cpas)  # the engine reads those rows too
@@ -643,5 +642,5 @@ def test_every_change_bumps_the_version_once_and_is_audited(svc: Service, cpas: 
 
 
 def test_the_module_runs_on_the_backend_it_names(svc: Service, request: pytest.FixtureRequest) -> None:
-    dialect = svc.read(lambda store: store.s.get_bind().dialect.name)
+    dialect = svc.db.engine.dialect.name
     assert dialect == {"sqlite": "sqlite", "postgres": "postgresql"}[request.node.callspec.params["svc"]]

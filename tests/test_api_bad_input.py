@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from authz_service import create_app
+from authz_service import create_app, reads
 from authz_service.cli import init_db, seed_demo
 from authz_service.config import load_settings
 from authz_service.models import AdminAccount, ApiKey, AuditEntry, CasbinRule, CatalogState, Cpas, Profile, User
@@ -125,7 +125,8 @@ class World:
         return value
 
     def version(self, profile_id: int) -> int:
-        return int(self.service.read(lambda store: store.s.get(Profile, profile_id).version))
+        catalog = self.service.catalog
+        return self.service.read(lambda store: reads.profile_detail(store, catalog, DEMO, profile_id)).version
 
 
 @pytest.fixture(scope="module")
@@ -205,8 +206,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def dump(service: Service) -> dict[str, Any]:
     """Every row the service owns, in a comparable form (all columns that a change would touch)."""
 
-    def run(store: Store) -> dict[str, Any]:
-        s = store.s
+    with service.db.reading() as s:
         return {
             "rules": sorted(
                 (r.ptype, r.v0, r.v1, r.v2, r.v3, r.v4, r.v5) for r in s.scalars(select(CasbinRule)).all()
@@ -229,8 +229,6 @@ def dump(service: Service) -> dict[str, Any]:
             "admins": s.scalar(select(func.count()).select_from(AdminAccount)),
             "catalog": [(c.version, c.digest) for c in s.scalars(select(CatalogState)).all()],
         }
-
-    return service.read(run)
 
 
 def decisions(service: Service, users: list[tuple[str, str]]) -> dict[str, Any]:

@@ -50,9 +50,9 @@ def _services(database_url: str, tmp_path: Path, *, same_host: bool, **extra: An
 
 
 def _setup(writer: Service) -> int:
-    with writer.admin("test", CPAS) as admin:
+    with writer.admin("test") as admin:
         admin.create_cpas(CPAS, "CPAS test", "OCMW test", "wallonia")
-    with writer.admin("test", CPAS) as admin:
+    with writer.admin("test") as admin:
         admin.user_seen(CPAS, USER, name="Agent", lang="fr")
         builtin = admin.store.builtin_profile(CPAS)
         assert builtin is not None
@@ -60,7 +60,7 @@ def _setup(writer: Service) -> int:
 
 
 def _change(writer: Service, fn: Any) -> int:
-    with writer.admin("test", CPAS) as admin:
+    with writer.admin("test") as admin:
         fn(admin)
     assert admin.policy_version is not None
     return admin.policy_version
@@ -84,7 +84,7 @@ def test_a_change_answered_by_one_worker_is_decided_by_every_other(database_url:
         other = "0207196354"
         with pytest.raises(authz_service.errors.UnknownCpas):
             reader.policy(other)
-        with writer.admin("test", other) as admin:
+        with writer.admin("test") as admin:
             admin.create_cpas(other, "Autre", "Ander", "brussels")
         assert reader.policy(other).version == 1
     finally:
@@ -311,7 +311,7 @@ def test_only_a_poller_can_call_the_engine_stale(tmp_path: Path, poll_interval: 
     svc = Service(settings, clock=lambda: now[0])
     try:
         svc.sync()
-        with svc.admin("test", CPAS) as admin:
+        with svc.admin("test") as admin:
             admin.create_cpas(CPAS, "x", "y", "wallonia")
         now[0] += 10 * settings.max_staleness  # no poll ran since (the poller was never started)
         if poll_interval:

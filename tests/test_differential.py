@@ -89,7 +89,7 @@ def build_world(rng: random.Random, service: Service, cpas_ids: list[str]) -> tu
     world = World()
     users: dict[str, list[str]] = {}
     for cpas in cpas_ids:
-        with service.admin("test", cpas) as admin:
+        with service.admin("test") as admin:
             admin.create_cpas(cpas, f"CPAS {cpas}", f"OCMW {cpas}", rng.choice(REGIONS))
             builtin = admin.store.builtin_profile(cpas)
             assert builtin is not None
@@ -102,12 +102,12 @@ def build_world(rng: random.Random, service: Service, cpas_ids: list[str]) -> tu
             includes = rng.sample(profiles, k=min(len(profiles), rng.choice([0, 0, 1, 2])))
             functions = rng.sample(catalog.selectable, k=rng.randint(0, 12))
             try:
-                with service.admin("test", cpas) as admin:
+                with service.admin("test") as admin:
                     profile = admin.create_profile(cpas, description_fr=f"P{i}", description_nl=None,
                                                    functions=functions, includes=includes)
             except InvalidRequest:  # inclusions nested too deep: the same profile without them
                 includes = []
-                with service.admin("test", cpas) as admin:
+                with service.admin("test") as admin:
                     profile = admin.create_profile(cpas, description_fr=f"P{i}", description_nl=None,
                                                    functions=functions)
             profiles.append(profile.id)
@@ -118,22 +118,22 @@ def build_world(rng: random.Random, service: Service, cpas_ids: list[str]) -> tu
         for u in range(rng.randint(12, 20)):
             user = f"{cpas[-3:]}{u:08d}"
             chosen = rng.sample(profiles, k=rng.choice([0, 1, 1, 2, 3]))
-            with service.admin("test", cpas) as admin:
+            with service.admin("test") as admin:
                 admin.user_seen(cpas, user, name=f"User {u}", lang="fr")
                 admin.set_user_profiles(cpas, user, chosen)
             world.assigned[cpas][user], world.active[cpas][user] = chosen, True
             if rng.random() < 0.1:
-                with service.admin("test", cpas) as admin:
+                with service.admin("test") as admin:
                     admin.deactivate_user(cpas, user)
                 world.assigned[cpas][user], world.active[cpas][user] = [], False
                 if rng.random() < 0.5:
-                    with service.admin("test", cpas) as admin:
+                    with service.admin("test") as admin:
                         admin.reactivate_user(cpas, user)
                     world.active[cpas][user] = True
             users[cpas].append(user)
         # an edit after the fact, so that rebuilt CPAS are compared too
         functions = rng.sample(catalog.selectable, k=5)
-        with service.admin("test", cpas) as admin:
+        with service.admin("test") as admin:
             victim = admin.store.get_profile(cpas, profiles[0])
             assert victim is not None
             admin.update_profile(cpas, victim.id, version=victim.version, description_fr=victim.description_fr,

@@ -62,16 +62,16 @@ def test_change_reaches_the_other_instance(database_url: str, backend: str, noti
     try:
         assert writer.notifier.kind == reader.notifier.kind == notify
         time.sleep(0.3)  # let the listener subscribe
-        with writer.admin("test", CPAS) as admin:
+        with writer.admin("test") as admin:
             admin.create_cpas(CPAS, "CPAS", "OCMW", "wallonia")
         wait_for(lambda: CPAS in reader.engine.current().policies)  # type: ignore[union-attr]
-        with writer.admin("test", CPAS) as admin:
+        with writer.admin("test") as admin:
             profile = admin.create_profile(CPAS, description_fr="Recherche", description_nl=None,
                                            functions=["dossier.search"])
             admin.user_seen(CPAS, USER, name="Agent", lang="fr")
         delays = []
         for round_ in range(5):
-            with writer.admin("test", CPAS) as admin:
+            with writer.admin("test") as admin:
                 admin.set_user_profiles(CPAS, USER, [profile.id] if round_ % 2 == 0 else [])
             expected = round_ % 2 == 0
             delays.append(wait_for(
@@ -94,10 +94,10 @@ def test_rolled_back_change_sends_nothing(database_url: str) -> None:
     reader.notifier.listen(reader.refresh)
     try:
         time.sleep(0.3)
-        with writer.admin("test", CPAS) as admin:
+        with writer.admin("test") as admin:
             admin.create_cpas(CPAS, "CPAS", "OCMW", "wallonia")
         wait_for(lambda: seen == [CPAS])
-        with pytest.raises(RuntimeError), writer.admin("test", CPAS) as admin:
+        with pytest.raises(RuntimeError), writer.admin("test") as admin:
             admin.user_seen(CPAS, USER, name="Agent", lang="fr")
             raise RuntimeError("rolled back")
         time.sleep(0.5)

@@ -17,7 +17,7 @@ from authz_service.cli import init_db
 from authz_service.config import load_settings
 from authz_service.db import Database
 from authz_service.generate import generate, plan
-from authz_service.models import CasbinRule, User
+from authz_service.models import CasbinRule, Cpas, User
 from authz_service.service import Service
 from authz_service.store import policy_csv
 
@@ -80,10 +80,9 @@ def test_engine_matches_stock_pycasbin_on_generated_data(tmp_path: Path, seed: i
         stock = casbin.Enforcer(str(ROOT / "model.conf"), str(path))
         rng = random.Random(seed)
         policies = list(service.engine.snapshot.policies.values())
-        users = service.read(lambda store: {  # every user row of each CPAS, active or not
-            c: list(store.s.scalars(select(User.user).where(User.cpas_id == c).order_by(User.user)))
-            for c in store.versions()
-        })
+        with service.db.reading() as session:  # every user row of each CPAS, active or not
+            users = {c: list(session.scalars(select(User.user).where(User.cpas_id == c).order_by(User.user)))
+                     for c in session.scalars(select(Cpas.id))}
         codes = list(service.catalog.functions)
         allowed = 0
         for i in range(1500):

@@ -21,8 +21,7 @@ CPAS = "0212345668"  # a valid KBO number (checked in the fixture)
 def dump(service: Service) -> dict[str, Any]:
     """Every row the service owns, in a comparable form."""
 
-    def run(store: Store) -> dict[str, Any]:
-        s = store.s
+    with service.db.reading() as s:
         return {
             "rules": sorted(
                 (r.ptype, r.v0, r.v1, r.v2, r.v3) for r in s.scalars(select(CasbinRule)).all()
@@ -35,8 +34,6 @@ def dump(service: Service) -> dict[str, Any]:
             "audit": s.scalar(select(text("count(*)")).select_from(AuditEntry)),
         }
 
-    return service.read(run)
-
 
 @pytest.fixture
 def world(service: Service) -> dict[str, Any]:
@@ -44,27 +41,27 @@ def world(service: Service) -> dict[str, Any]:
 
     assert parse_kbo(CPAS) == CPAS
     fns = service.catalog.selectable
-    with service.admin("test", CPAS) as admin:
+    with service.admin("test") as admin:
         admin.create_cpas(CPAS, "CPAS de Test", "OCMW Test", "wallonia")
-    with service.admin("test", CPAS) as admin:
+    with service.admin("test") as admin:
         search = admin.create_profile(CPAS, description_fr="Recherche", description_nl="Zoeken",
                                       functions=["dossier.search"])
-    with service.admin("test", CPAS) as admin:
+    with service.admin("test") as admin:
         helper = admin.create_profile(CPAS, description_fr="Aide", description_nl=None,
                                       functions=[f for f in fns if f.startswith("help_request.")])
     for user in ("11111111111", "22222222222"):
-        with service.admin("test", CPAS) as admin:
+        with service.admin("test") as admin:
             admin.user_seen(CPAS, user, name=f"User {user[:2]}", lang="fr")
     return {"search": search.id, "help": helper.id}
 
 
 def test_assign_and_decide(service: Service, world: dict[str, Any]) -> None:
     help_list = next(f for f in service.catalog.selectable if f.startswith("help_request."))
-    with service.admin("test", CPAS) as admin:
+    with service.admin("test") as admin:
         admin.set_user_profiles(CPAS, "11111111111", [world["help"]])
     decision = service.policy(CPAS).decide("11111111111", help_list, explain=True)
     assert (decision.allowed, decision.reason) == (False, "missing_prerequisite")
-    with service.admin("test", CPAS) as admin:
+    with service.admin("test") as admin:
         admin.set_user_profiles(CPAS, "11111111111", [world["help"], world["search"]])
     assert service.policy(CPAS).decide("11111111111", help_list).allowed
 
@@ -79,17 +76,17 @@ def test_failure_after_rule_rows_leaves_database_as_before(
 
     def write_then_crash(self: Store, cpas: str, profile_id: int, codes: Any) -> None:
         original(self, cpas, profile_id, codes)
-        self.s.flush()  # the rule rows really reach the database inside the transaction
-        written.append(str(self.s.scalar(select(text("count(*)")).select_from(CasbinRule))))
+        self.flush()  # the rule rows really reach the database inside the transaction
+        written.append(",".join(self.profile_functions(cpas, profile_id)))
         raise RuntimeError("injected crash after the rule rows were written")
 
     monkeypatch.setattr(Store, "set_profile_functions", write_then_crash)
-    with pytest.raises(RuntimeError), service.admin("test", CPAS) as admin:
+    with pytest.raises(RuntimeError), service.admin("test") as admin:
         admin.update_profile(CPAS, world["search"], version=1, description_fr="Recherche 2",
                              description_nl="Zoeken", functions=["dossier.search", "dossier.list"],
                              includes=None)
     assert written, "the crash happened after the write"
-    with pytest.raises(RuntimeError), service.admin("test", CPAS) as admin:
+    with pytest.raises(RuntimeError), service.admin("test") as admin:
         admin.create_profile(CPAS, description_fr="Nouveau", description_nl=None, functions=["dossier.search"])
     monkeypatch.undo()
     assert dump(service) == before
@@ -97,11 +94,11 @@ def test_failure_after_rule_rows_leaves_database_as_before(
 
 
 def test_stale_version_is_refused(service: Service, world: dict[str, Any]) -> None:
-    with service.admin("test", CPAS) as admin:
+    with service.admin("test") as admin:
         admin.update_profile(CPAS, world["search"], version=1, description_fr="Recherche v2",
                              description_nl="Zoeken", functions=None, includes=None)
     before = dump(service)
-    with pytest.raises(Conflict), service.admin("test", CPAS) as admin:
+    with pytest.raises(Conflict), service.admin("test") as admin:
         admin.update_profile(CPAS, world["search"], version=1, description_fr="Recherche v3",
                              description_nl="Zoeken", functions=None, includes=None)
     assert dump(service) == before
@@ -114,7 +111,7 @@ def test_concurrent_edits_of_one_profile_let_exactly_one_win(service: Service, w
     def edit(i: int) -> None:
         barrier.wait()
         try:
-            with service.admin(f"editor{i}", CPAS) as admin:
+            with service.admin(f"editor{i}") as admin:
                 admin.update_profile(CPAS, world["search"], version=1, description_fr=f"Recherche {i}",
                                      description_nl="Zoeken", functions=["dossier.search"], includes=None)
             outcomes.append("ok")
@@ -132,16 +129,16 @@ def test_concurrent_edits_of_one_profile_let_exactly_one_win(service: Service, w
 
 
 def test_delete_refused_while_assigned_then_allowed(service: Service, world: dict[str, Any]) -> None:
-    with service.admin("test", CPAS) as admin:
+    with service.admin("test") as admin:
         admin.set_user_profiles(CPAS, "22222222222", [world["search"]])
     before = dump(service)
-    with pytest.raises(ProfileInUse) as refused, service.admin("test", CPAS) as admin:
+    with pytest.raises(ProfileInUse) as refused, service.admin("test") as admin:
         admin.delete_profile(CPAS, world["search"])
     assert "Veuillez d'abord le désaffecter" in refused.value.message
     assert dump(service) == before
-    with service.admin("test", CPAS) as admin:
+    with service.admin("test") as admin:
         admin.deactivate_user(CPAS, "22222222222")
-    with service.admin("test", CPAS) as admin:
+    with service.admin("test") as admin:
         admin.delete_profile(CPAS, world["search"])
     rules = dump(service)["rules"]
     assert not [r for r in rules if f"profile:{world['search']}" in (r[1], r[2])]
@@ -152,7 +149,7 @@ def test_poll_picks_up_changes_from_another_process(service: Service, settings: 
     try:
         other.sync()
         assert not other.policy(CPAS).decide("11111111111", "dossier.search").allowed
-        with service.admin("test", CPAS) as admin:
+        with service.admin("test") as admin:
             admin.set_user_profiles(CPAS, "11111111111", [world["search"]])
         assert other.sync()
         assert other.policy(CPAS).decide("11111111111", "dossier.search").allowed

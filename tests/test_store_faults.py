@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import make_url, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from authz_service import create_app
@@ -32,6 +32,21 @@ from authz_service.models import User
 from authz_service.service import Service
 
 from .conftest import Api
+
+
+@contextlib.contextmanager
+def instead_of_ping(service: Service, statement: str) -> Iterator[None]:
+    """While inside, the store's ping (``SELECT 1``) sends ``statement`` to the server instead: a fault
+    injected where the driver meets the server, under every layer of the service."""
+
+    def swap(conn: Any, cursor: Any, sent: str, parameters: Any, context: Any, many: bool) -> tuple[str, Any]:
+        return (statement, parameters) if sent.strip().upper() == "SELECT 1" else (sent, parameters)
+
+    event.listen(service.db.engine, "before_cursor_execute", swap, retval=True)
+    try:
+        yield
+    finally:
+        event.remove(service.db.engine, "before_cursor_execute", swap)
 
 TIMEOUT = 0.5  # AUTHZ_STORE_TIMEOUT in these tests
 BOUND = 3 * TIMEOUT  # every answer while the store hangs comes within this
@@ -300,9 +315,9 @@ def test_a_commit_without_answer_says_the_outcome_is_unknown(
     service: Service = app.extensions["authz"]
 
     def change() -> None:
-        with service.admin("test", CPAS) as admin:
+        with service.admin("test") as admin:
             admin.user_seen(CPAS, "33333333333", name="Nathalie", lang="fr")
-            admin.store.s.flush()
+            admin.store.flush()
             proxy.hang()  # everything is written; the COMMIT gets no answer
 
     with pytest.raises(Unavailable) as refused:
@@ -319,13 +334,15 @@ def test_the_server_cancels_a_statement_that_runs_too_long_and_the_connection_su
 ) -> None:
     service = Service(load_settings({**overrides, "store_timeout": TIMEOUT}))
     try:
-        assert service.read(lambda store: store.s.execute(text("SELECT pg_sleep(0.1)")).all())
-        with pytest.raises(Unavailable) as refused:
-            timed(lambda: service.read(lambda store: store.s.execute(text("SELECT pg_sleep(5)")).all()))
+        with instead_of_ping(service, "SELECT pg_sleep(0.1)"):
+            service.read(lambda store: store.ping())
+        with pytest.raises(Unavailable) as refused, instead_of_ping(service, "SELECT pg_sleep(5)"):
+            timed(lambda: service.read(lambda store: store.ping()))
         assert refused.value.message == STORE_SILENT
-        shown = service.read(lambda store: store.s.execute(text(
-            "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), "
-            "current_setting('idle_in_transaction_session_timeout'), current_setting('search_path')")).one())
+        with service.db.reading() as session:
+            shown = session.execute(text(
+                "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), "
+                "current_setting('idle_in_transaction_session_timeout'), current_setting('search_path')")).one()
         assert tuple(shown[:3]) == ("500ms", "500ms", "5s")
         assert shown[3].startswith("t_"), "the URL's own options (the test's schema) are kept"
     finally:
@@ -399,10 +416,10 @@ def test_readyz_says_what_is_wrong_without_the_drivers_text() -> None:
 # -- what a store error means ------------------------------------------------------------------------------
 @BOTH
 def test_a_constraint_violation_is_a_conflict_not_an_outage(service: Service) -> None:
-    with service.admin("test", CPAS) as admin:
+    with service.admin("test") as admin:
         admin.create_cpas(CPAS, "CPAS", "OCMW", "brussels")
         admin.store.add_user(User(cpas_id=CPAS, user=USER, name="Marie", lang="fr", active=True))
-    with pytest.raises(Conflict) as refused, service.admin("test", CPAS) as admin:
+    with pytest.raises(Conflict) as refused, service.admin("test") as admin:
         admin.store.add_user(User(cpas_id=CPAS, user=USER, name="Marie", lang="fr", active=True))
     assert refused.value.status == 409 and refused.value.details == {"retry": True}
     assert "retry" in refused.value.message and "nothing was changed" in refused.value.message
@@ -411,17 +428,19 @@ def test_a_constraint_violation_is_a_conflict_not_an_outage(service: Service) ->
 @PG
 @pytest.mark.parametrize("state", ["40001", "40P01"])
 def test_a_serialization_failure_or_deadlock_is_a_conflict_to_retry(service: Service, state: str) -> None:
-    with pytest.raises(Conflict) as refused, service.admin("test") as admin:
-        admin.store.s.execute(text(f"DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{state}'; END $$"))
+    injected = f"DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{state}'; END $$"
+    with pytest.raises(Conflict) as refused, instead_of_ping(service, injected), service.admin("test") as admin:
+        admin.store.ping()
     assert "retry" in refused.value.message and refused.value.details == {"retry": True}
 
 
 @BOTH
 def test_a_programming_error_is_a_bug_not_an_outage(service: Service) -> None:
-    with pytest.raises(SQLAlchemyError):  # re-raised as it is: a 500, logged with its traceback
-        service.read(lambda store: store.s.execute(text("SELECT * FROM no_such_table")).all())
-    with pytest.raises(SQLAlchemyError), service.admin("test") as admin:
-        admin.store.s.execute(text("SELECT * FROM no_such_table"))
+    with instead_of_ping(service, "SELECT * FROM no_such_table"):
+        with pytest.raises(SQLAlchemyError):  # re-raised as it is: a 500, logged with its traceback
+            service.read(lambda store: store.ping())
+        with pytest.raises(SQLAlchemyError), service.admin("test") as admin:
+            admin.store.ping()
 
 
 # -- the setting -------------------------------------------------------------------------------------------

@@ -1,16 +1,19 @@
 """The admin web UI: server-rendered pages in French and Dutch for configuration managers (profiles,
 users, print views, Admin-Logs) and "Mes accès" for every signed-in user, under ``/ui``.
 
-``init_app(app, service)`` binds it to the app built by ``create_app``: settings from the
-environment (``settings``), Flask-Babel, Flask-WTF's CSRF protection (checked for this blueprint's
-forms only: the JSON API authenticates with bearer keys and keeps its own error envelopes), the
+``init_app(app, service, overrides)`` binds it to the app built by ``create_app``: settings from the
+environment and ``create_app``'s overrides (``settings``), Flask-Babel, Flask-WTF's CSRF protection
+(checked for this blueprint's forms only: the JSON API authenticates with bearer keys and keeps its own
+error envelopes), the
 session cookie's flags and its lazily read key (``auth``), the login throttle (``throttle``), and the
 blueprint with its own HTML error pages.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from flask import Flask, Response, current_app, redirect, request, url_for
 from flask_babel import Babel
@@ -55,8 +58,9 @@ def session_principal() -> Principal | None:
     )
 
 
-def init_app(app: Flask, service: Service) -> None:
-    settings = load_web_settings()
+def init_app(app: Flask, service: Service, overrides: Mapping[str, Any] | None = None) -> None:
+    """``overrides``: web UI settings by field name (``create_app``'s ``"web"`` mapping)."""
+    settings = load_web_settings(overrides=overrides)
     app.extensions.setdefault("authz", service)
     app.extensions["authz_web"] = settings
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # checked by the blueprint, not app-wide

@@ -24,7 +24,7 @@ import secrets
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -32,8 +32,11 @@ from urllib.parse import unquote
 from flask import Flask, Request, current_app, g, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
+from .. import reads
+from ..admin import MAX_FAILED_LOGINS, Admin, aware
 from ..errors import Unavailable
 from ..models import AdminAccount
+from ..reads import Account
 from ..schemas import USER_RE, parse_kbo
 from ..security import hash_password, verify_password
 from ..service import Service
@@ -93,69 +96,28 @@ def service() -> Service:
     return current_app.extensions["authz"]
 
 
-MAX_FAILED_LOGINS = 5
-LOCK_MINUTES = 15
-
-
-def check_password(username: str, password: str) -> AdminAccount | None:
+def check_password(username: str, password: str) -> Account | None:
     """The active, unlocked account whose password this is, else None.
 
     Every attempt costs one password hash, whether the account exists, is inactive or locked, and
     every refusal is the same None: the answer reveals neither the account nor its lock (its owner
     learns of a lock in the Admin-Logs of its CPAS). The hash is checked outside any transaction; the
-    counts are then updated under the account's row lock, so that every worker and instance agrees.
-    MAX_FAILED_LOGINS wrong passwords within LOCK_MINUTES (counted from the first of them) lock the
-    account for LOCK_MINUTES and end its sessions; a right password resets the count; the first attempt
-    after a lock expired unlocks it. Lock and unlock are audited in each CPAS of the account."""
+    use case ``Admin.record_sign_in`` then counts it under the account's row lock (MAX_FAILED_LOGINS
+    wrong passwords within LOCK_MINUTES lock the account for LOCK_MINUTES)."""
     name = username.strip()
-    account = service().read(lambda store: store.admin_by_username(name))
-    if account is None or not account.active:
+    found = service().read(lambda store: reads.account(store, name))
+    if found is None or not found.active:
         verify_password(_dummy_account(), password)
         return None
-    right = verify_password(account, password)
-    checked_hash = account.password_hash
-    moment = now()
-    with service().admin("web:login") as admin:
-        fresh = admin.store.admin_by_username(name, lock=True)  # counts add up under load
-        if fresh is None or not fresh.active:
-            return None
-        if fresh.locked_until is not None:
-            if _aware(fresh.locked_until) > moment:
-                return None  # refused like a wrong password
-            fresh.locked_until, fresh.failed_logins, fresh.failed_since = None, 0, None
-            _audit(admin.store, fresh, "admin.unlocked", {"reason": "expired"})
-        if right and fresh.password_hash == checked_hash:
-            fresh.failed_logins, fresh.failed_since = 0, None
-            if not fresh.session_epoch:
-                fresh.end_sessions()  # its first epoch
-            return fresh
-        window = timedelta(minutes=LOCK_MINUTES)
-        if fresh.failed_since is None or _aware(fresh.failed_since) + window <= moment:
-            fresh.failed_logins, fresh.failed_since = 0, moment
-        fresh.failed_logins += 1
-        if fresh.failed_logins >= MAX_FAILED_LOGINS:
-            fresh.failed_logins, fresh.failed_since = 0, None
-            fresh.locked_until = moment + window
-            fresh.end_sessions()
-            _audit(admin.store, fresh, "admin.locked", {"minutes": LOCK_MINUTES, "from": request.remote_addr})
-            current_app.logger.warning("admin account %r locked after %d wrong passwords", fresh.username,
-                                       MAX_FAILED_LOGINS)
-        return None
+    right = verify_password(found, password)
+    result = service().change("web:login", Admin.record_sign_in, name, right=right,
+                              checked_hash=found.password_hash, at=now(), address=request.remote_addr).value
+    if result.locked:
+        current_app.logger.warning("admin account %r locked after %d wrong passwords", name, MAX_FAILED_LOGINS)
+    return result.account
 
 
-def _audit(store: Any, account: AdminAccount, action: str, after: dict[str, Any]) -> None:
-    """One row in each CPAS of the account, so that its Admin-Logs show it (one without a CPAS for an
-    operator)."""
-    targets: list[str | None] = list(account.cpas) if account.cpas else [None]
-    for cpas in targets:
-        store.audit(cpas, "web:login", action, f"admin:{account.username}", None, after)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite drops the zone
-
-
-def local_identity(account: AdminAccount) -> Identity:
+def local_identity(account: Account) -> Identity:
     return Identity(
         kind="local",
         user=account.username,
@@ -206,7 +168,7 @@ def current_identity() -> Identity | None:
     username = session.get(SESSION_ACCOUNT)
     if not isinstance(username, str):
         return None
-    account = service().read(lambda store: store.admin_by_username(username))
+    account = service().read(lambda store: reads.account(store, username))
     moment = now()
     if account is None or not session_valid(account, session, moment, web_settings()):
         end_session()
@@ -216,10 +178,10 @@ def current_identity() -> Identity | None:
     return local_identity(account)
 
 
-def session_valid(account: AdminAccount, data: Mapping[str, Any], moment: datetime, settings: WebSettings) -> bool:
+def session_valid(account: Account, data: Mapping[str, Any], moment: datetime, settings: WebSettings) -> bool:
     if not account.active or not account.session_epoch or data.get(SESSION_EPOCH) != account.session_epoch:
         return False
-    if account.locked_until is not None and _aware(account.locked_until) > moment:
+    if account.locked_until is not None and aware(account.locked_until) > moment:
         return False
     since, seen = data.get(SESSION_SINCE), data.get(SESSION_SEEN)
     if not isinstance(since, int) or not isinstance(seen, int):
@@ -229,7 +191,7 @@ def session_valid(account: AdminAccount, data: Mapping[str, Any], moment: dateti
             and at - seen < settings.session_idle_minutes * 60)
 
 
-def start_session(account: AdminAccount) -> None:
+def start_session(account: Account) -> None:
     """A new session for this account (nothing of the previous one kept but the chosen language)."""
     chosen_lang = session.get(SESSION_LANG)
     session.clear()  # a new session: no fixation
@@ -251,14 +213,6 @@ def end_session() -> None:
     if kept.get(SESSION_LANG) not in LANGS:
         kept.pop(SESSION_LANG, None)
     session.update(kept)
-
-
-def end_account_sessions(username: str, actor: str) -> None:
-    """End every session of a local account, on every worker and instance (sign-out)."""
-    with service().admin(actor) as admin:
-        account = admin.store.admin_by_username(username, lock=True)
-        if account is not None:
-            account.end_sessions()
 
 
 # -- the key that signs the session ------------------------------------------------------------------

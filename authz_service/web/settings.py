@@ -1,7 +1,10 @@
-"""Settings of the admin web UI, read from ``AUTHZ_*`` environment variables when the app starts.
+"""Settings of the admin web UI, read from ``AUTHZ_*`` environment variables when the app starts, then
+from ``create_app(overrides)``'s ``"web"`` mapping (field names of :class:`WebSettings`, as the tests
+and an embedding application give them).
 
 They live here, not in ``config.Settings``, because only the web UI uses them. A bad value (an
-address that is not an IP network, a non-numeric page size) stops the start with a clear message.
+address that is not an IP network, a non-numeric page size, an unknown name) stops the start with a
+clear message.
 
 - ``AUTHZ_TRUSTED_PROXIES``: comma-separated addresses or networks of the SSO reverse proxies whose
   identity headers are believed (empty, the default: SSO off, local accounts only).
@@ -28,7 +31,8 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from limits import parse_many
 
@@ -69,8 +73,25 @@ class WebSettings:
         return any(ip in network for network in self.trusted_proxies)
 
 
-def load_web_settings(env: Mapping[str, str] | None = None) -> WebSettings:
-    env = os.environ if env is None else env
+def load_web_settings(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> WebSettings:
+    """``env`` (the process's environment by default), then ``overrides`` by field name."""
+    settings = _from_env(os.environ if env is None else env)
+    if not overrides:
+        return settings
+    unknown = sorted(set(overrides) - {f.name for f in fields(WebSettings)})
+    if unknown:
+        raise ValueError(f"unknown web UI setting(s): {', '.join(unknown)}")
+    values = dict(overrides)
+    if isinstance(values.get("trusted_proxies"), str):
+        text = values["trusted_proxies"]
+        try:
+            values["trusted_proxies"] = tuple(ipaddress.ip_network(p, strict=False) for p in _list(text))
+        except ValueError as exc:
+            raise ValueError(f"trusted_proxies: {exc}") from None
+    return replace(settings, **values)
+
+
+def _from_env(env: Mapping[str, str]) -> WebSettings:
     try:
         proxies = tuple(ipaddress.ip_network(p, strict=False) for p in _list(env.get("AUTHZ_TRUSTED_PROXIES")))
     except ValueError as exc:

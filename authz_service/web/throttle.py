@@ -29,12 +29,11 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter
 from limits.storage import MovingWindowSupport, Storage
-from sqlalchemy import delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import Database
-from ..models import LoginAttempt
 from ..service import Service
+from ..store import Store
 from .settings import WebSettings
 
 LIMITER = "authz_login_limiter"
@@ -66,55 +65,43 @@ class DatabaseStorage(Storage, MovingWindowSupport):
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         if amount > limit:
             return False
-        now = self.clock()
         with self.database.transaction() as session:
-            session.execute(delete(LoginAttempt).where(LoginAttempt.expires <= now))
-            used = session.scalar(select(func.count()).select_from(LoginAttempt)
-                                  .where(LoginAttempt.bucket == key, LoginAttempt.at > now - expiry)) or 0
-            if used + amount > limit:
-                return False
-            session.add_all(LoginAttempt(bucket=key, at=now, expires=now + expiry) for _ in range(amount))
-        return True
+            return Store(session).take_login_attempt(key, limit, self.clock(), expiry, amount)
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         now = self.clock()
         with self.database.reading() as session:
-            count, oldest = session.execute(
-                select(func.count(), func.min(LoginAttempt.at))
-                .where(LoginAttempt.bucket == key, LoginAttempt.at > now - expiry)
-            ).one()
-        return (float(oldest) if oldest is not None else now, int(count))
+            oldest, count = Store(session).login_window(key, now, expiry)
+        return (oldest if oldest is not None else now, count)
 
     # -- the rest of the Storage interface ---------------------------------------------------------
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         raise NotImplementedError("the authz-database storage supports the moving-window strategy only")
 
     def get(self, key: str) -> int:
-        now = self.clock()
         with self.database.reading() as session:
-            return int(session.scalar(select(func.count()).select_from(LoginAttempt)
-                                      .where(LoginAttempt.bucket == key, LoginAttempt.expires > now)) or 0)
+            return Store(session).login_attempts(key, self.clock())
 
     def get_expiry(self, key: str) -> float:
         with self.database.reading() as session:
-            latest = session.scalar(select(func.max(LoginAttempt.expires)).where(LoginAttempt.bucket == key))
-        return float(latest) if latest is not None else self.clock()
+            latest = Store(session).login_attempts_expiry(key)
+        return latest if latest is not None else self.clock()
 
     def check(self) -> bool:
         try:
             with self.database.reading() as session:
-                session.execute(select(1))
+                Store(session).ping()
             return True
         except SQLAlchemyError:
             return False
 
     def reset(self) -> int | None:
         with self.database.transaction() as session:
-            return int(session.execute(delete(LoginAttempt)).rowcount or 0)  # type: ignore[attr-defined]
+            return Store(session).forget_login_attempts()
 
     def clear(self, key: str) -> None:
         with self.database.transaction() as session:
-            session.execute(delete(LoginAttempt).where(LoginAttempt.bucket == key))
+            Store(session).forget_login_attempts(key)
 
 
 def client_address(settings: WebSettings) -> str:

@@ -1,7 +1,9 @@
-"""Routes of the admin web UI (blueprint ``web`` under ``/ui``). Thin: parse the form, call one use
-case inside ``service.admin(actor, cpas)``, flash, 303 redirect (post/redirect/get); reads go through
-``queries`` in one read transaction. Every page of a CPAS checks first that the signed-in identity
-may see it (403 otherwise); errors of the use cases become messages on the page, never a 500.
+"""Routes of the admin web UI (blueprint ``web`` under ``/ui``). Thin: a form is parsed, handed to one
+use case (``change``: ``Service.change`` -> ``Admin`` -> ``Store``, the engine rebuilt after commit),
+then flash and 303 redirect (post/redirect/get), or the form again with the refusal in the reader's
+language. A page reads what it shows through ``reads`` in one read transaction (``cpas_page``). Every
+page and form of a CPAS checks first that the signed-in identity may see or change it (403 otherwise,
+before any I/O); errors of the use cases become messages on the page, never a 500.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from flask import (
     Blueprint,
@@ -32,18 +34,17 @@ from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from ..admin import profile_description, require_user
+from .. import reads
+from ..admin import Admin
 from ..errors import ServiceError, StaleVersion
 from ..models import iso
 from ..service import Service
 from ..store import Store
-from . import queries
 from .auth import (
     LANGS,
     Identity,
     check_password,
     current_identity,
-    end_account_sessions,
     end_session,
     safe_next,
     session_key_ready,
@@ -66,6 +67,7 @@ from .tree import (
 )
 
 T = TypeVar("T")
+P = ParamSpec("P")
 bp = Blueprint("web", __name__, url_prefix="/ui", template_folder="templates", static_folder="static")
 csrf = CSRFProtect()
 PUBLIC = frozenset({"web.login", "web.static", "web.set_language"})
@@ -91,27 +93,27 @@ def lang() -> str:
     return locale.language if locale is not None and locale.language in LANGS else "fr"
 
 
-def read(fn: Callable[[Store], T]) -> T:
-    return svc().read(fn)
-
-
-def require_manager(cpas: str) -> queries.CpasInfo:
-    if not identity().may_manage(cpas):
+def may(cpas: str, *, manage: bool = True) -> None:
+    """403 unless the signed-in identity may manage (or, ``manage=False``, see) the CPAS. No I/O."""
+    who = identity()
+    if not (who.may_manage(cpas) if manage else who.may_view(cpas)):
         abort(403)
-    return _enter_cpas(cpas)
 
 
-def require_member(cpas: str) -> queries.CpasInfo:
-    if not identity().may_view(cpas):
-        abort(403)
-    return _enter_cpas(cpas)
-
-
-def _enter_cpas(cpas: str) -> queries.CpasInfo:
-    info = read(lambda s: queries.cpas_info(s, cpas, lang()))
+def cpas_page(cpas: str, fn: Callable[[Store], T], *, manage: bool = True) -> tuple[reads.CpasInfo, T]:
+    """What a page of a CPAS shows: the permission checked, then the CPAS and the page's data read in one
+    read transaction (a page is never half before, half after a change)."""
+    may(cpas, manage=manage)
+    reader = lang()
+    info, data = svc().read(lambda store: (reads.cpas_info(store, cpas, reader), fn(store)))
     g.cpas = info
     session[SESSION_CPAS] = cpas
-    return info
+    return info, data
+
+
+def change(use_case: Callable[Concatenate[Admin, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """One use case in one transaction, as the signed-in identity: what every form of the UI does."""
+    return svc().change(identity().actor, use_case, *args, **kwargs).value
 
 
 def see_other(endpoint: str, **values: Any) -> Response:
@@ -248,7 +250,7 @@ def logout() -> Response:
     """Sign out: this browser's session and every other session of the account end."""
     who = identity()
     if who.kind == "local":
-        end_account_sessions(who.user, who.actor)
+        change(Admin.end_account_sessions, who.user)
     end_session()
     flash(_("You are signed out."), "success")
     return see_other("web.login")
@@ -262,10 +264,7 @@ def set_language() -> Response:
     session[SESSION_LANG] = chosen
     who = g.get("identity")
     if who is not None and who.kind == "local":  # the account keeps the choice for the next login
-        with svc().admin(who.actor) as admin:
-            account = admin.store.admin_by_username(who.user)
-            if account is not None:
-                account.lang = chosen
+        change(Admin.set_account_language, who.user, chosen)
     return redirect(safe_next(request.form.get("next"), url_for("web.index")), code=303)  # type: ignore[return-value]
 
 
@@ -288,35 +287,35 @@ def index() -> Response:
 def choose_cpas() -> str:
     who = identity()
     q = request.args.get("q", "").strip()[:100]
-    choices = read(lambda s: queries.cpas_choices(s, lang(), None if who.operator else who.cpas, q))
+    reader = lang()
+    choices = svc().read(lambda s: reads.cpas_choices(s, reader, None if who.operator else who.cpas, q))
     return render_template("web/choose_cpas.html", choices=choices, q=q)
 
 
 # -- "Gestion des accès" -----------------------------------------------------------------------------------
 @bp.get("/cpas/<cpas>/")
 def home(cpas: str) -> str:
-    info = require_manager(cpas)
     q = request.args.get("q", "").strip()[:100]
     page = int_arg("page")
     per_page = web_settings().per_page
-
-    def run(store: Store) -> tuple[list[queries.ProfileRow], queries.Page[queries.UserRow], int]:
-        users = queries.users_page(store, cpas, lang(), active=True, page=page, per_page=per_page, q=q)
-        inactive = store.users_page(cpas, active=False, page=1, per_page=1)[1]
-        return queries.profile_rows(store, cpas, lang()), users, inactive
-
-    profiles, users, inactive = read(run)
+    reader = lang()
+    info, (profiles, users, inactive) = cpas_page(cpas, lambda store: (
+        reads.profile_rows(store, cpas, reader),
+        reads.users_page(store, cpas, reader, active=True, page=page, per_page=per_page, q=q),
+        reads.inactive_count(store, cpas),
+    ))
     return render_template("web/home.html", info=info, profiles=profiles, users=users, q=q, inactive=inactive,
                            form=ActionForm())
 
 
 @bp.get("/cpas/<cpas>/users/inactive")
 def inactive_users(cpas: str) -> str:
-    info = require_manager(cpas)
     q = request.args.get("q", "").strip()[:100]
     page = int_arg("page")
-    users = read(lambda s: queries.users_page(s, cpas, lang(), active=False, page=page,
-                                              per_page=web_settings().per_page, q=q))
+    per_page = web_settings().per_page
+    reader = lang()
+    info, users = cpas_page(cpas, lambda s: reads.users_page(s, cpas, reader, active=False, page=page,
+                                                             per_page=per_page, q=q))
     return render_template("web/inactive.html", info=info, users=users, q=q, form=ActionForm())
 
 
@@ -341,24 +340,31 @@ def _draft_from_request(form: ProfileForm) -> Draft:
     return Draft(form.description_fr.data or "", form.description_nl.data or "", functions, includes, version)
 
 
-def _render_profile_form(
-    info: queries.CpasInfo,
+def _profile_page(
+    cpas: str,
+    profile_id: int | None,
     form: ProfileForm,
-    draft: Draft,
-    profile: queries.ProfileRow | None,
+    draft: Draft | None = None,
     *,
     status: int = 200,
     error: str | None = None,
     confirm_missing: bool = False,
 ) -> tuple[str, int]:
+    """The profile form (``draft`` None: as the store has the profile, or empty for a new one)."""
     catalog = svc().catalog
     reader = lang()
+    info, (rows, profile) = cpas_page(cpas, lambda store: (
+        reads.profile_rows(store, cpas, reader),
+        reads.profile_detail(store, catalog, cpas, profile_id, reader) if profile_id is not None else None,
+    ))
+    if draft is None:
+        draft = Draft() if profile is None else Draft(
+            profile.description_fr or "", profile.description_nl or "", set(profile.functions),
+            set(profile.includes), profile.version)
     form.description_fr.data = draft.description_fr
     form.description_nl.data = draft.description_nl
     form.version.data = str(draft.version) if draft.version is not None else ""
     builtin = profile is not None and profile.builtin
-    others = [p for p in read(lambda s: queries.profile_rows(s, info.id, reader))
-              if profile is None or p.id != profile.id]
     templates = [(t.code, t.name(info.region).get(reader)) for t in catalog.templates]
     selected = set(catalog.selectable) if builtin else draft.functions
     return render_template(
@@ -372,7 +378,7 @@ def _render_profile_form(
         selected_count=len(selected & set(catalog.selectable)),
         total_count=len(catalog.selectable),
         templates=templates,
-        others=others,
+        others=[p for p in rows if p.id != profile_id],
         includes=draft.includes,
         missing=[] if builtin else missing_prerequisites(catalog, reader, draft.functions),
         confirm_missing=confirm_missing,
@@ -386,61 +392,49 @@ def _render_profile_form(
 
 
 def _profile_form(cpas: str, profile_id: int | None) -> Any:
-    info = require_manager(cpas)
-    catalog = svc().catalog
-    profile = None
-    if profile_id is not None:
-        profile = read(lambda s: queries.profile_row(s, cpas, profile_id, lang()))
+    """GET: the form. POST: parse it, then either show it again (a template applied, prerequisites to
+    confirm, a refusal) or save it with one use case and go back to the list (the built-in profile's
+    form saves its descriptions only: the use case knows which profile that is)."""
     form = ProfileForm()
     if request.method == "GET":
-        draft = Draft()
-        if profile is not None:
-            pid = profile.id
-            functions, includes = read(lambda s: (s.profile_functions(cpas, pid), s.profile_includes(cpas, pid)))
-            draft = Draft(profile.description_fr or "", profile.description_nl or "", set(functions), set(includes),
-                          profile.version)
-        return _render_profile_form(info, form, draft, profile)
-
+        return _profile_page(cpas, profile_id, form)
+    may(cpas)
+    catalog = svc().catalog
     draft = _draft_from_request(form)
     action = request.form.get("action", "save")
     if action not in ("save", "save_anyway", "fix_and_save"):
-        problem = apply(catalog, draft, action)
-        if problem is not None:
+        if apply(catalog, draft, action) is not None:
             abort(400)
-        return _render_profile_form(info, form, draft, profile)
+        return _profile_page(cpas, profile_id, form, draft)
     if action == "fix_and_save":
         draft.functions = add_prerequisites(catalog, draft.functions)
     if not form.validate():
-        return _render_profile_form(info, form, draft, profile, status=400)
-    builtin = profile is not None and profile.builtin
-    if not builtin and action == "save" and missing_prerequisites(catalog, lang(), draft.functions):
-        return _render_profile_form(info, form, draft, profile, confirm_missing=True)
-    functions = draft.ordered_functions(catalog)
-    if profile is not None and draft.version is None:
+        return _profile_page(cpas, profile_id, form, draft, status=400)
+    # (the built-in profile's form sends no function: its boxes are disabled, so nothing is missing)
+    if action == "save" and missing_prerequisites(catalog, lang(), draft.functions):
+        return _profile_page(cpas, profile_id, form, draft, confirm_missing=True)
+    if profile_id is not None and draft.version is None:
         abort(400)
+    functions = draft.ordered_functions(catalog)
+    fr, nl = draft.description_fr or None, draft.description_nl or None
     try:
-        with svc().admin(identity().actor, cpas) as admin:
-            if profile is None:
-                created = admin.create_profile(cpas, description_fr=draft.description_fr or None,
-                                               description_nl=draft.description_nl or None,
-                                               functions=functions, includes=sorted(draft.includes))
-                name = profile_description(created, lang())
-            else:
-                assert draft.version is not None
-                updated = admin.update_profile(
-                    cpas, profile.id, version=draft.version,
-                    description_fr=draft.description_fr or None, description_nl=draft.description_nl or None,
-                    functions=None if builtin else functions, includes=None if builtin else sorted(draft.includes))
-                name = profile_description(updated, lang())
+        if profile_id is None:
+            saved = change(Admin.create_profile, cpas, description_fr=fr, description_nl=nl, functions=functions,
+                           includes=sorted(draft.includes))
+        else:
+            assert draft.version is not None
+            saved = change(Admin.update_profile, cpas, profile_id, version=draft.version, description_fr=fr,
+                           description_nl=nl, functions=functions, includes=sorted(draft.includes),
+                           builtin_descriptions_only=True)
     except StaleVersion as err:
         draft.version = err.current_version  # saving again replaces the other change
-        return _render_profile_form(info, form, draft, profile, status=409, error=error_message(err))
+        return _profile_page(cpas, profile_id, form, draft, status=409, error=error_message(err))
     except ServiceError as err:
-        return _render_profile_form(info, form, draft, profile, status=err.status, error=error_message(err))
-    if profile is None:
-        flash(_("The profile “%(name)s” was created.", name=name), "success")
+        return _profile_page(cpas, profile_id, form, draft, status=err.status, error=error_message(err))
+    if profile_id is None:
+        flash(_("The profile “%(name)s” was created.", name=saved.label(lang())), "success")
     else:
-        flash(_("The profile “%(name)s” was saved.", name=name), "success")
+        flash(_("The profile “%(name)s” was saved.", name=saved.label(lang())), "success")
     return see_other("web.home", cpas=cpas)
 
 
@@ -456,74 +450,68 @@ def profile_edit(cpas: str, profile_id: int) -> Any:
 
 @bp.get("/cpas/<cpas>/profiles/<int:profile_id>/print")
 def profile_print(cpas: str, profile_id: int) -> str:
-    info = require_manager(cpas)
     catalog = svc().catalog
-
-    def run(store: Store) -> tuple[queries.ProfileRow, list[Any], set[str], list[str], set[str]]:
-        profile = queries.profile_row(store, cpas, profile_id, lang())
-        users = store.profile_users(cpas, profile_id)
-        own = set(store.profile_functions(cpas, profile_id))
-        descriptions = {p.id: p.description for p in queries.profile_rows(store, cpas, lang())}
-        included = [descriptions[i] for i in store.profile_includes(cpas, profile_id) if i in descriptions]
-        return profile, users, own, included, queries.profile_closure(store, cpas, profile_id)
-
-    profile, users, own, included, closure = read(run)
-    return render_template("web/profile_print.html", info=info, profile=profile, users=users, included=included,
-                           tree=build_tree(catalog, lang(), closure, prune=True),
-                           count=len(closure), own=len(own))
+    reader = lang()
+    info, printed = cpas_page(cpas, lambda s: reads.profile_print(s, catalog, cpas, profile_id, reader))
+    return render_template("web/profile_print.html", info=info, profile=printed.profile, users=printed.profile.users,
+                           included=printed.included, tree=build_tree(catalog, reader, printed.grants, prune=True),
+                           count=len(printed.grants), own=len(printed.profile.functions))
 
 
 @bp.route("/cpas/<cpas>/profiles/<int:profile_id>/delete", methods=["GET", "POST"])
 def profile_delete(cpas: str, profile_id: int) -> Any:
-    info = require_manager(cpas)
-    profile = read(lambda s: queries.profile_row(s, cpas, profile_id, lang()))
-    form = ActionForm()
     if request.method == "GET":
-        return render_template("web/confirm.html", info=info, form=form, kind="delete", subject=profile.description,
-                               builtin=profile.builtin), (409 if profile.builtin else 200)
+        reader = lang()
+        info, profile = cpas_page(cpas, lambda s: reads.profile_detail(s, svc().catalog, cpas, profile_id, reader))
+        return render_template("web/confirm.html", info=info, form=ActionForm(), kind="delete",
+                               subject=profile.description, builtin=profile.builtin), (409 if profile.builtin else 200)
+    may(cpas)
     try:
-        with svc().admin(identity().actor, cpas) as admin:
-            admin.delete_profile(cpas, profile_id)
+        gone = change(Admin.delete_profile, cpas, profile_id)
     except ServiceError as err:
         flash(error_message(err), "error")
         return see_other("web.home", cpas=cpas)
-    flash(_("The profile “%(name)s” was deleted.", name=profile.description), "success")
+    flash(_("The profile “%(name)s” was deleted.", name=gone.label(lang())), "success")
     return see_other("web.home", cpas=cpas)
 
 
 # -- users -----------------------------------------------------------------------------------------------
 @bp.route("/cpas/<cpas>/users/<user>/profiles", methods=["GET", "POST"])
 def assign(cpas: str, user: str) -> Any:
-    info = require_manager(cpas)
-    row = read(lambda s: require_user(s, cpas, user))
-    form = ActionForm()
     if request.method == "POST":
+        may(cpas)
         try:
             ids = sorted({int(v) for v in request.form.getlist("profiles")})
         except ValueError:
             abort(400)
         try:
-            with svc().admin(identity().actor, cpas) as admin:
-                admin.set_user_profiles(cpas, user, ids)
+            saved = change(Admin.set_user_profiles, cpas, user, ids)
         except ServiceError as err:
             flash(error_message(err), "error")
             return back_to_list(cpas)
-        flash(_("The profiles of %(name)s were saved.", name=row.name or row.user), "success")
+        flash(_("The profiles of %(name)s were saved.", name=saved.name or saved.user), "success")
         return back_to_list(cpas)
-    profiles, assigned = read(lambda s: (queries.profile_rows(s, cpas, lang()), set(s.user_profiles(cpas, user))))
-    return render_template("web/assign.html", info=info, form=form, user=row, profiles=profiles, assigned=assigned,
+    reader = lang()
+    info, (row, profiles) = cpas_page(cpas, lambda s: (reads.user_detail(s, cpas, user, reader),
+                                                       reads.profile_rows(s, cpas, reader)))
+    return render_template("web/assign.html", info=info, form=ActionForm(), user=row, profiles=profiles,
+                           assigned={p.id for p in row.profiles},
                            back=safe_next(request.args.get("back"), url_for("web.home", cpas=cpas)))
 
 
-def _access_page(cpas: str, user_id: str, name: str, *, mine: bool, info: queries.CpasInfo) -> str:
+def _access_page(cpas: str, user_id: str, *, mine: bool) -> str:
+    """A user's access as the engine decides it (``mine``: the signed-in user's own, "Mes accès")."""
+    may(cpas, manage=not mine)
     catalog = svc().catalog
-    policy = svc().policy(cpas)
-    view = policy.view(user_id)
-    profiles = read(lambda s: queries.profiles_access(s, cpas, view.profiles, lang()))
-    sections = [
-        (p, build_tree(catalog, lang(), p.functions, prune=True, effective=view.functions))
-        for p in profiles
-    ]
+    reader = lang()
+    view = svc().policy(cpas).view(user_id)
+
+    def run(store: Store) -> tuple[str, list[reads.ProfileAccess]]:
+        name = identity().name if mine else (lambda u: u.name or u.user)(reads.user_detail(store, cpas, user_id))
+        return name, reads.profiles_access(store, cpas, view.profiles, reader)
+
+    info, (name, profiles) = cpas_page(cpas, run, manage=not mine)
+    sections = [(p, build_tree(catalog, reader, p.functions, prune=True, effective=view.functions)) for p in profiles]
     effective = len({c for c in view.functions if c in catalog and catalog.functions[c].selectable})
     return render_template("web/access.html", info=info, name=name, sections=sections, mine=mine,
                            effective=effective, active=view.active or not view.known, known=view.known)
@@ -531,23 +519,19 @@ def _access_page(cpas: str, user_id: str, name: str, *, mine: bool, info: querie
 
 @bp.get("/cpas/<cpas>/users/<user>/print")
 def user_print(cpas: str, user: str) -> str:
-    info = require_manager(cpas)
-    row = read(lambda s: require_user(s, cpas, user))
-    return _access_page(cpas, user, row.name or row.user, mine=False, info=info)
+    return _access_page(cpas, user, mine=False)
 
 
 @bp.route("/cpas/<cpas>/users/<user>/deactivate", methods=["GET", "POST"])
 def deactivate(cpas: str, user: str) -> Any:
-    info = require_manager(cpas)
-    row = read(lambda s: require_user(s, cpas, user))
-    form = ActionForm()
     if request.method == "GET":
-        return render_template("web/confirm.html", info=info, form=form, kind="deactivate",
+        info, row = cpas_page(cpas, lambda s: reads.user_detail(s, cpas, user))
+        return render_template("web/confirm.html", info=info, form=ActionForm(), kind="deactivate",
                                subject=row.name or row.user,
                                back=safe_next(request.args.get("back"), url_for("web.home", cpas=cpas)))
+    may(cpas)
     try:
-        with svc().admin(identity().actor, cpas) as admin:
-            admin.deactivate_user(cpas, user)
+        row = change(Admin.deactivate_user, cpas, user)
     except ServiceError as err:
         flash(error_message(err), "error")
         return back_to_list(cpas)
@@ -558,11 +542,9 @@ def deactivate(cpas: str, user: str) -> Any:
 
 @bp.post("/cpas/<cpas>/users/<user>/reactivate")
 def reactivate(cpas: str, user: str) -> Response:
-    require_manager(cpas)
-    row = read(lambda s: require_user(s, cpas, user))
+    may(cpas)
     try:
-        with svc().admin(identity().actor, cpas) as admin:
-            admin.reactivate_user(cpas, user)
+        row = change(Admin.reactivate_user, cpas, user)
     except ServiceError as err:
         flash(error_message(err), "error")
         return see_other("web.inactive_users", cpas=cpas)
@@ -584,35 +566,28 @@ def my_access_current() -> Response:
 
 @bp.get("/cpas/<cpas>/me")
 def my_access(cpas: str) -> str:
-    info = require_member(cpas)
-    who = identity()
-    return _access_page(cpas, who.user, who.name, mine=True, info=info)
+    return _access_page(cpas, identity().user, mine=True)
 
 
 # -- Admin-Logs --------------------------------------------------------------------------------------------
-def _audit_filter() -> tuple[AuditFilterForm, queries.AuditFilter]:
+def _audit_filter() -> tuple[AuditFilterForm, reads.AuditFilter]:
     form = AuditFilterForm(request.args)
     if not form.validate():
-        return form, queries.AuditFilter()
-    return form, queries.AuditFilter(form.date_from.data, form.date_to.data, form.actor.data or "",
-                                     form.action.data or "")
+        return form, reads.AuditFilter()
+    return form, reads.AuditFilter(form.date_from.data, form.date_to.data, form.actor.data or "",
+                                   form.action.data or "")
 
 
 @bp.get("/cpas/<cpas>/audit")
 def audit(cpas: str) -> str:
-    info = require_manager(cpas)
     form, flt = _audit_filter()
     page = int_arg("page")
-
-    def run(store: Store) -> tuple[queries.Page[Any], list[str], list[str]]:
-        actions, actors = queries.audit_filter_values(store, cpas)
-        return queries.audit_page(store, cpas, flt, page=page, per_page=50), actions, actors
-
-    entries, actions, actors = read(run)
-    zone = queries.local_zone()
+    info, (entries, (actions, actors)) = cpas_page(cpas, lambda store: (
+        reads.audit_page(store, cpas, flt, page=page, per_page=50), reads.audit_filter_values(store, cpas)))
+    zone = reads.local_zone()
     rows = [
         {
-            "at": (e.at if e.at.tzinfo else e.at.replace(tzinfo=queries.UTC)).astimezone(zone),
+            "at": e.at.astimezone(zone),
             "actor": e.actor,
             "action": e.action,
             "action_label": action_label(e.action),
@@ -644,9 +619,8 @@ def _csv_cell(value: Any) -> str:
 
 @bp.get("/cpas/<cpas>/audit.csv")
 def audit_csv(cpas: str) -> Response:
-    require_manager(cpas)
     _form, flt = _audit_filter()
-    entries = read(lambda s: queries.audit_rows(s, cpas, flt, limit=CSV_LIMIT))
+    _info, entries = cpas_page(cpas, lambda s: reads.audit_rows(s, cpas, flt, limit=CSV_LIMIT))
 
     def generate() -> Iterator[str]:
         buffer = io.StringIO()

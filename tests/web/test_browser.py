@@ -323,13 +323,10 @@ def test_manual_story(browser: Any, live: str, demo: dict[str, Any], accounts: d
     assert any(f"user:{LUC}" in r.text for r in rows)
 
 
+@pytest.mark.web_settings(trusted_proxies="127.0.0.1/32")
 def test_my_access_through_the_sso_proxy(browser: Any, live: str, app: Any, demo: dict[str, Any],
                                          shots: Callable[[Any, str], None]) -> None:
     """An agent signed in by the trusted proxy sees and prints their own profiles and functions."""
-    from dataclasses import replace
-    from ipaddress import ip_network
-
-    app.extensions["authz_web"] = replace(app.extensions["authz_web"], trusted_proxies=(ip_network("127.0.0.1/32"),))
     browser.execute_cdp_cmd("Network.enable", {})
     browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {
         "X-Remote-User": "91012704692", "X-Remote-Name": "Claire MARTIN", "X-Remote-Cpas": demo["cpas"],

@@ -199,7 +199,7 @@ def test_stale_edit_keeps_the_users_choices(fr_manager: Web, demo: dict[str, Any
     cpas, pid = demo["cpas"], demo["profiles"]["rmc1"]
     html = fr_manager.text(f"/ui/cpas/{cpas}/profiles/{pid}")
     version = int(re.search(r'name="version" type="hidden" value="(\d+)"', html).group(1))  # type: ignore[union-attr]
-    with service.admin("someone-else", cpas) as admin:  # a colleague saves meanwhile
+    with service.admin("someone-else") as admin:  # a colleague saves meanwhile
         admin.update_profile(cpas, pid, version=version, description_fr="RMC (collègue)", description_nl=None,
                              functions=["dossier.list"], includes=None)
     mine = {"description_fr": "RMC (moi)", "description_nl": "RMC mij", "version": str(version),
@@ -241,7 +241,7 @@ def test_inclusion_cycle_is_a_message(fr_manager: Web, demo: dict[str, Any], ser
     version = re.search(r'name="version" type="hidden" value="(\d+)"', html).group(1)  # type: ignore[union-attr]
     includes = service.read(lambda s: s.profile_includes(cpas, admin_cl))
     if cl not in includes:
-        with service.admin("test", cpas) as admin:
+        with service.admin("test") as admin:
             admin.update_profile(cpas, admin_cl, version=service.read(lambda s: s.get_profile(cpas, admin_cl).version),
                                  description_fr="travailleur administratif + clignotants", description_nl=None,
                                  functions=None, includes=[*includes, cl])
@@ -271,7 +271,7 @@ def test_delete_assigned_profile_is_refused_with_the_manuals_message(manager: We
 
 def test_delete_unassigned_profile(fr_manager: Web, demo: dict[str, Any], service: Any) -> None:
     cpas = demo["cpas"]
-    with service.admin("test", cpas) as admin:
+    with service.admin("test") as admin:
         pid = admin.create_profile(cpas, description_fr="Jetable", description_nl=None, functions=["dossier.list"]).id
     fr_manager.text(f"/ui/cpas/{cpas}/profiles/{pid}/delete")
     response = fr_manager.post(f"/ui/cpas/{cpas}/profiles/{pid}/delete")
@@ -365,11 +365,8 @@ def test_my_access_for_a_local_account(fr_manager: Web, demo: dict[str, Any]) ->
     assert "Pas de profil" in html
 
 
+@pytest.mark.web_settings(trusted_proxies="10.0.0.0/8")
 def test_my_access_via_trusted_proxy(app: Any, demo: dict[str, Any], service: Any) -> None:
-    from dataclasses import replace
-    from ipaddress import ip_network
-
-    app.extensions["authz_web"] = replace(app.extensions["authz_web"], trusted_proxies=(ip_network("10.0.0.0/8"),))
     client = Web(app.test_client())
     headers = {"X-Remote-User": "91012704692", "X-Remote-Name": "Claire MARTIN", "X-Remote-Cpas": demo["cpas"],
                "X-Remote-Roles": "Agent social", "X-Remote-Lang": "nl"}
@@ -425,7 +422,7 @@ def test_audit_page_filters_and_csv(manager: Web, demo: dict[str, Any], service:
 
 def test_audit_csv_defuses_formulas(fr_manager: Web, demo: dict[str, Any], service: Any) -> None:
     cpas = demo["cpas"]
-    with service.admin("=cmd|' /C calc'!A0", cpas) as admin:
+    with service.admin("=cmd|' /C calc'!A0") as admin:
         admin.create_profile(cpas, description_fr="=1+1", description_nl=None, functions=["dossier.list"])
     rows = list(csv.reader(io.StringIO(fr_manager.get(f"/ui/cpas/{cpas}/audit.csv").get_data(as_text=True))))
     assert rows[1][1].startswith("'=")

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from authz_service.admin import LOCK_MINUTES, MAX_FAILED_LOGINS
 from authz_service.models import AuditEntry
-from authz_service.web.auth import LOCK_MINUTES, MAX_FAILED_LOGINS
 
 from .conftest import PASSWORD, FakeClock, browser, page, without_throttle
 
@@ -24,8 +24,8 @@ def account(service: Any, username: str) -> tuple[int, datetime | None]:
 
 
 def audit_rows(service: Any, action: str) -> list[AuditEntry]:
-    return list(service.read(lambda store: store.s.scalars(
-        select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)).all()))
+    with service.db.reading() as session:
+        return list(session.scalars(select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)))
 
 
 def test_lock_after_repeated_wrong_passwords(app: Any, service: Any, demo: dict[str, Any],

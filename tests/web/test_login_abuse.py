@@ -17,6 +17,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from authz_service import create_app
+from authz_service.admin import LOCK_MINUTES
 from authz_service.models import AuditEntry
 from authz_service.web import auth
 from authz_service.web.settings import WebSettings, load_web_settings
@@ -84,8 +85,8 @@ def refusal(response: Any) -> tuple[int, tuple[str, ...]]:
 
 
 def audit(service: Any, action: str) -> list[tuple[str | None, str]]:
-    rows = service.read(lambda store: store.s.scalars(
-        select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)).all())
+    with service.db.reading() as session:
+        rows = session.scalars(select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)).all()
     return [(r.cpas_id, r.target) for r in rows]
 
 
@@ -233,7 +234,7 @@ def test_lock_and_unlock_are_in_the_admin_logs_of_each_cpas(app: Any, service: A
     other.login("autre")
     assert "admin:multi" in other.text(f"/ui/cpas/{OTHER_CPAS}/audit")
 
-    clock.advance(minutes=auth.LOCK_MINUTES)
+    clock.advance(minutes=LOCK_MINUTES)
     assert browser(app, "198.51.100.32").login("multi").status_code == 303
     assert audit(service, "admin.unlocked") == [(cpas, "admin:multi"), (OTHER_CPAS, "admin:multi")]
     manager = browser(app, "198.51.100.30")

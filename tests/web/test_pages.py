@@ -68,10 +68,8 @@ def test_home_lists_profiles_and_users_like_the_manual(manager: Web, demo: dict[
     assert "Marie LEBLANC" in html and "Michel RENARD" not in html  # Michel is inactive
 
 
+@pytest.mark.web_settings(per_page=5)
 def test_users_are_paginated_and_searchable(app: Any, manager: Web, demo: dict[str, Any]) -> None:
-    from dataclasses import replace
-
-    app.extensions["authz_web"] = replace(app.extensions["authz_web"], per_page=5)
     first = manager.text(f"/ui/cpas/{demo['cpas']}/")
     assert first.count("/print\">") >= 0
     assert 'aria-current="page" class="current">1</a>' in first

@@ -5,16 +5,16 @@ old session ends, measured by the server on the injected clock."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from authz_service import create_app
 from authz_service.models import AdminAccount
 from authz_service.security import hash_password
-from authz_service.store import Store
 from authz_service.web.settings import load_web_settings
 
 from .conftest import PASSWORD, FakeClock, Web, browser, cookie_of, page, with_cookie
@@ -99,13 +99,13 @@ def test_idle_session_ends(app: Any, demo: dict[str, Any], accounts: dict[str, s
     assert with_cookie(app, captured).client.get(f"/cpas/{cpas}/profiles").status_code == 401
 
 
+@pytest.mark.web_settings(session_idle_minutes=5)
 def test_idle_time_is_a_setting(app: Any, demo: dict[str, Any], accounts: dict[str, str], clock: FakeClock) -> None:
     assert load_web_settings({}).session_idle_minutes == 30
     assert load_web_settings({"AUTHZ_WEB_SESSION_IDLE_MINUTES": "5"}).session_idle_minutes == 5
     for bad in ("0", "soon"):
         with pytest.raises(ValueError, match="AUTHZ_WEB_SESSION_IDLE_MINUTES"):
             load_web_settings({"AUTHZ_WEB_SESSION_IDLE_MINUTES": bad})
-    app.extensions["authz_web"] = dataclasses.replace(app.extensions["authz_web"], session_idle_minutes=5)
     web = signed_in(app)
     clock.advance(minutes=4)
     assert opens_home(web, demo["cpas"])
@@ -125,33 +125,37 @@ def test_a_busy_session_still_ends_after_its_hours(app: Any, demo: dict[str, Any
     assert not opens_home(web, demo["cpas"])
 
 
-def _new_password(store: Store) -> None:
-    store.admin_by_username("gestionnaire").password_hash = hash_password("another password 2")
+def _account(session: Session) -> AdminAccount:
+    return session.scalars(select(AdminAccount).where(AdminAccount.username == "gestionnaire")).one()
 
 
-def _deactivate_and_reactivate(store: Store) -> None:
-    account = store.admin_by_username("gestionnaire")
+def _new_password(session: Session) -> None:
+    _account(session).password_hash = hash_password("another password 2")
+
+
+def _deactivate_and_reactivate(session: Session) -> None:
+    account = _account(session)
     account.active = False
-    store.s.flush()
+    session.flush()
     account.active = True
 
 
-def _remove_and_create_again(store: Store) -> None:
-    old = store.admin_by_username("gestionnaire")
+def _remove_and_create_again(session: Session) -> None:
+    old = _account(session)
     cpas, digest = old.cpas, old.password_hash
-    store.s.delete(old)
-    store.s.flush()
-    store.add_admin(AdminAccount(username="gestionnaire", password_hash=digest, cpas=cpas, lang="fr"))
+    session.delete(old)
+    session.flush()
+    session.add(AdminAccount(username="gestionnaire", password_hash=digest, cpas=cpas, lang="fr"))
 
 
 @pytest.mark.parametrize("change", [_new_password, _deactivate_and_reactivate, _remove_and_create_again],
                          ids=["new-password", "deactivated-and-reactivated", "removed-and-created-again"])
 def test_account_changes_end_its_sessions(app: Any, second_app: Any, service: Any, demo: dict[str, Any],
-                                          accounts: dict[str, str], change: Callable[[Store], None]) -> None:
+                                          accounts: dict[str, str], change: Callable[[Session], None]) -> None:
     web = signed_in(app)
     captured = cookie_of(web)
     with service.db.transaction() as session:  # as any code would, through the ORM (a CLI command, a script)
-        change(Store(session))
+        change(session)
     for worker in (app, second_app):
         assert not opens_home(with_cookie(worker, captured), demo["cpas"])
 

@@ -1,0 +1,417 @@
+"""Everything the routes show, read through ``Store`` and answered as frozen dataclasses.
+
+The JSON API, the web UI and the use cases (for the answer of a change) read through these functions,
+each request in one read transaction (``Service.read``). Nothing here writes or runs SQL of its own:
+``store.py`` holds every statement. Descriptions come in both languages (``label(lang)`` picks one);
+the web UI's rows also carry the text in the reader's language, as their pages show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any, Generic, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .catalog import Catalog
+from .engine import in_language
+from .errors import CpasUnknown, ProfileNotFound, UserNotFound
+from .models import AdminAccount, AuditEntry, Cpas, Profile, User
+from .store import AuditWhere, Store
+
+T = TypeVar("T")
+
+
+def local_zone() -> tzinfo:
+    try:
+        return ZoneInfo("Europe/Brussels")
+    except ZoneInfoNotFoundError:  # no tz database on the machine
+        return UTC
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    def window(self, size: int = 7) -> list[int]:
+        """Page numbers around the current one (the "1, 2, 3, 4" of the manual)."""
+        first = max(1, min(self.page - size // 2, self.pages - size + 1))
+        return list(range(first, min(self.pages, first + size - 1) + 1))
+
+
+# -- CPAS ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CpasInfo:
+    id: str
+    name: str  # in the reader's language
+    region: str
+    name_fr: str = ""
+    name_nl: str = ""
+    policy_version: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"cpas": self.id, "name_fr": self.name_fr, "name_nl": self.name_nl, "region": self.region,
+                "policy_version": self.policy_version}
+
+
+def _cpas(store: Store, cpas: str) -> Cpas:
+    row = store.get_cpas(cpas)
+    if row is None:
+        raise CpasUnknown(cpas)
+    return row
+
+
+def _info(row: Cpas, lang: str) -> CpasInfo:
+    name = (row.name_nl or row.name_fr) if lang == "nl" else (row.name_fr or row.name_nl)
+    return CpasInfo(row.id, name, row.region, row.name_fr, row.name_nl, row.policy_version)
+
+
+def cpas_info(store: Store, cpas: str, lang: str = "fr") -> CpasInfo:
+    """The CPAS (CpasUnknown if there is none)."""
+    return _info(_cpas(store, cpas), lang)
+
+
+def cpas_choices(store: Store, lang: str, allowed: frozenset[str] | None, q: str = "") -> list[CpasInfo]:
+    """CPAS the identity may pick (every CPAS for an operator: ``allowed`` None), filtered by ``q``."""
+    needle = q.casefold()
+    out = []
+    for row in store.list_cpas():
+        if allowed is not None and row.id not in allowed:
+            continue
+        info = _info(row, lang)
+        if needle and needle not in info.name.casefold() and needle not in row.id:
+            continue
+        out.append(info)
+    return sorted(out, key=lambda c: c.name.casefold())
+
+
+def policy_version(store: Store, cpas: str) -> int:
+    return store.versions_of([cpas]).get(cpas, 0)
+
+
+def policy_lines(store: Store, cpas: str) -> list[tuple[str, ...]]:
+    """The CPAS's policy as Casbin lines (CpasUnknown if there is no such CPAS)."""
+    _cpas(store, cpas)
+    return store.policy_lines(cpas)
+
+
+# -- profiles --------------------------------------------------------------------------------------------
+def profile_description(profile: Profile, lang: str) -> str:
+    """In the reader's language, falling back to the other one."""
+    return in_language(profile.description_fr, profile.description_nl, lang)
+
+
+@dataclass(frozen=True)
+class ProfileRef:
+    """A profile named in someone else's answer (a user's profiles, a deleted profile)."""
+
+    id: int
+    description_fr: str | None
+    description_nl: str | None
+    description: str  # in the reader's language
+
+    def label(self, lang: str) -> str:
+        return in_language(self.description_fr, self.description_nl, lang)
+
+    def __str__(self) -> str:
+        return self.description
+
+
+def _ref(profile: Profile, lang: str) -> ProfileRef:
+    return ProfileRef(profile.id, profile.description_fr, profile.description_nl, profile_description(profile, lang))
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """A line of the profiles list."""
+
+    id: int
+    description: str  # in the reader's language
+    description_fr: str | None
+    description_nl: str | None
+    builtin: bool
+    version: int
+    users: int
+    functions: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "description_fr": self.description_fr, "description_nl": self.description_nl,
+                "builtin": self.builtin, "version": self.version, "functions_count": self.functions,
+                "users_count": self.users}
+
+
+@dataclass(frozen=True)
+class UserRef:
+    user: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ProfileDetail:
+    """One profile with its functions, inclusions, users and what its functions lack."""
+
+    cpas: str
+    id: int
+    description: str  # in the reader's language
+    description_fr: str | None
+    description_nl: str | None
+    builtin: bool
+    version: int
+    functions: tuple[str, ...]  # its own, sorted
+    includes: tuple[int, ...]
+    users: tuple[UserRef, ...]
+    missing_prerequisites: dict[str, tuple[str, ...]]
+    policy_version: int
+
+    def label(self, lang: str) -> str:
+        return in_language(self.description_fr, self.description_nl, lang)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "description_fr": self.description_fr, "description_nl": self.description_nl,
+            "builtin": self.builtin, "version": self.version, "functions": list(self.functions),
+            "includes": list(self.includes), "users": [{"user": u.user, "name": u.name} for u in self.users],
+            "missing_prerequisites": self.missing_prerequisites, "policy_version": self.policy_version,
+        }
+
+
+def profile_rows(store: Store, cpas: str, lang: str = "fr", *, by_description: bool = True) -> list[ProfileRow]:
+    """The CPAS's profiles (CpasUnknown if there is no such CPAS), sorted by description in the reader's
+    language, or by id."""
+    _cpas(store, cpas)
+    functions, users = store.profile_counts(cpas)
+    rows = [ProfileRow(p.id, profile_description(p, lang), p.description_fr, p.description_nl, p.builtin, p.version,
+                       users.get(p.id, 0), functions.get(p.id, 0)) for p in store.profiles(cpas)]
+    return sorted(rows, key=lambda r: (r.description.casefold(), r.id)) if by_description else rows
+
+
+def _profile(store: Store, cpas: str, profile_id: int) -> Profile:
+    profile = store.get_profile(cpas, profile_id)
+    if profile is None:
+        _cpas(store, cpas)  # an unknown CPAS is said as such
+        raise ProfileNotFound(profile_id, cpas)
+    return profile
+
+
+def profile_detail(store: Store, catalog: Catalog, cpas: str, profile_id: int, lang: str = "fr") -> ProfileDetail:
+    """ProfileNotFound (or CpasUnknown) if there is no such profile."""
+    profile = _profile(store, cpas, profile_id)
+    functions = store.profile_functions(cpas, profile_id)
+    return ProfileDetail(
+        cpas, profile.id, profile_description(profile, lang), profile.description_fr, profile.description_nl,
+        profile.builtin, profile.version, tuple(functions), tuple(store.profile_includes(cpas, profile_id)),
+        tuple(UserRef(u.user, u.name) for u in store.profile_users(cpas, profile_id)),
+        catalog.missing_prerequisites(functions), policy_version(store, cpas),
+    )
+
+
+def profile_ref(store: Store, cpas: str, profile_id: int, lang: str = "fr") -> ProfileRef:
+    return _ref(_profile(store, cpas, profile_id), lang)
+
+
+def profile_closure(store: Store, cpas: str, profile_id: int) -> set[str]:
+    """Every function a profile grants: its own and those of the profiles it includes, transitively."""
+    graph = store.inclusion_graph(cpas)
+    seen: set[int] = set()
+    todo = [profile_id]
+    codes: set[str] = set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        codes.update(store.profile_functions(cpas, pid))
+        todo.extend(graph.get(pid, ()))
+    return codes
+
+
+@dataclass(frozen=True)
+class ProfilePrint:
+    """The print view of a profile: its users, the profiles it includes and every function it grants."""
+
+    profile: ProfileDetail
+    included: tuple[str, ...]  # descriptions in the reader's language
+    grants: frozenset[str]  # own and included, transitively
+
+
+def profile_print(store: Store, catalog: Catalog, cpas: str, profile_id: int, lang: str) -> ProfilePrint:
+    detail = profile_detail(store, catalog, cpas, profile_id, lang)
+    names = {p.id: profile_description(p, lang) for p in store.profiles(cpas)}
+    return ProfilePrint(detail, tuple(names[i] for i in detail.includes if i in names),
+                        frozenset(profile_closure(store, cpas, profile_id)))
+
+
+@dataclass(frozen=True)
+class ProfileAccess:
+    id: int
+    description: str
+    functions: frozenset[str]  # what the profile grants (own and included)
+    includes: list[str]  # descriptions of the profiles it includes
+
+
+def profiles_access(store: Store, cpas: str, profile_ids: Sequence[int], lang: str) -> list[ProfileAccess]:
+    by_id = {p.id: p for p in store.profiles(cpas)}
+    out = []
+    for pid in profile_ids:
+        profile = by_id.get(pid)
+        if profile is None:
+            continue
+        included = [profile_description(by_id[i], lang) for i in store.profile_includes(cpas, pid) if i in by_id]
+        out.append(ProfileAccess(pid, profile_description(profile, lang),
+                                 frozenset(profile_closure(store, cpas, pid)), included))
+    return sorted(out, key=lambda a: a.description.casefold())
+
+
+# -- users -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UserDetail:
+    cpas: str
+    user: str
+    name: str
+    lang: str
+    active: bool
+    profiles: tuple[ProfileRef, ...]  # by id
+    policy_version: int
+
+    def as_json(self, lang: str) -> dict[str, Any]:
+        return {"user": self.user, "name": self.name, "lang": self.lang, "active": self.active,
+                "profiles": [{"id": p.id, "description": p.label(lang)} for p in self.profiles],
+                "policy_version": self.policy_version}
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """A line of the users list."""
+
+    user: str
+    name: str  # the user id when the name is empty
+    lang: str
+    active: bool
+    profiles: tuple[ProfileRef, ...]  # by id
+    stored_name: str = ""  # as the store has it, possibly empty
+
+    @property
+    def profile_names(self) -> list[str]:
+        return sorted((p.description for p in self.profiles), key=str.casefold)
+
+    def as_json(self, lang: str) -> dict[str, Any]:
+        return {"user": self.user, "name": self.stored_name, "lang": self.lang, "active": self.active,
+                "profiles": [{"id": p.id, "description": p.label(lang)} for p in self.profiles]}
+
+
+def _user(store: Store, cpas: str, user: str) -> User:
+    row = store.get_user(cpas, user)
+    if row is None:
+        _cpas(store, cpas)
+        raise UserNotFound(user, cpas)
+    return row
+
+
+def user_detail(store: Store, cpas: str, user: str, lang: str = "fr") -> UserDetail:
+    """UserNotFound (or CpasUnknown) if there is no such user."""
+    row = _user(store, cpas, user)
+    profiles = {p.id: p for p in store.profiles(cpas)}
+    refs = tuple(_ref(profiles[i], lang) for i in store.user_profiles(cpas, user) if i in profiles)
+    return UserDetail(cpas, row.user, row.name, row.lang, row.active, refs, policy_version(store, cpas))
+
+
+def users_page(
+    store: Store, cpas: str, lang: str, *, active: bool, page: int, per_page: int, q: str = ""
+) -> Page[UserRow]:
+    """One page of the CPAS's active (or inactive) users, by name, each with its profiles."""
+    _cpas(store, cpas)
+    rows, total = store.users_page(cpas, active=active, page=page, per_page=per_page, search=q or None)
+    profiles = {p.id: p for p in store.profiles(cpas)}
+    assigned = store.assignments(cpas, [r.user for r in rows])
+    items = [UserRow(r.user, r.name or r.user, r.lang, r.active,
+                     tuple(_ref(profiles[i], lang) for i in assigned.get(r.user, []) if i in profiles), r.name)
+             for r in rows]
+    return Page(items, page, per_page, total)
+
+
+def inactive_count(store: Store, cpas: str) -> int:
+    return store.users_page(cpas, active=False, page=1, per_page=1)[1]
+
+
+# -- the audit trail -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AuditFilter:
+    """What a reader asks of the trail: days in Brussels time, an actor, an action."""
+
+    date_from: date | None = None
+    date_to: date | None = None
+    actor: str = ""
+    action: str = ""
+
+    def where(self) -> AuditWhere:
+        return AuditWhere(
+            since=_day_start(self.date_from) if self.date_from else None,
+            until=_day_start(self.date_to + timedelta(days=1)) if self.date_to else None,
+            actor=self.actor, action=self.action,
+        )
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=local_zone()).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    at: datetime  # aware, UTC
+    actor: str
+    action: str
+    target: str
+    before: Any = field(default=None, compare=False)
+    after: Any = field(default=None, compare=False)
+
+
+def _audit_row(entry: AuditEntry) -> AuditRow:
+    at = entry.at if entry.at.tzinfo is not None else entry.at.replace(tzinfo=UTC)  # SQLite drops the zone
+    return AuditRow(at, entry.actor, entry.action, entry.target, entry.before, entry.after)
+
+
+def audit_page(store: Store, cpas: str, flt: AuditFilter | None = None, *, page: int, per_page: int) -> Page[AuditRow]:
+    """Newest first (CpasUnknown if there is no such CPAS)."""
+    _cpas(store, cpas)
+    rows, total = store.audit_page(cpas, page=page, per_page=per_page, where=(flt or AuditFilter()).where())
+    return Page([_audit_row(r) for r in rows], page, per_page, total)
+
+
+def audit_rows(store: Store, cpas: str, flt: AuditFilter, *, limit: int) -> list[AuditRow]:
+    return [_audit_row(r) for r in store.audit_rows(cpas, flt.where(), limit=limit)]
+
+
+def audit_filter_values(store: Store, cpas: str) -> tuple[list[str], list[str]]:
+    """(actions, actors) found in the CPAS's trail, for the filter's choices."""
+    return store.audit_actions_and_actors(cpas)
+
+
+# -- admin accounts --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Account:
+    """A local admin account as the web UI checks it on each request."""
+
+    username: str
+    operator: bool
+    cpas: tuple[str, ...]
+    lang: str
+    active: bool
+    locked_until: datetime | None
+    session_epoch: str | None
+    password_hash: str = field(repr=False)
+
+
+def account(store: Store, username: str) -> Account | None:
+    row: AdminAccount | None = store.admin_by_username(username)
+    if row is None:
+        return None
+    return Account(row.username, row.operator, tuple(row.cpas or ()), row.lang, row.active, row.locked_until,
+                   row.session_epoch, row.password_hash)
