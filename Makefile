@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.
 DEMO_CPAS ?= $(shell sed -n 's/.*cpas: *"\([0-9.]*\)".*/\1/p' seed/demo.yaml | head -n1)
 export AUTHZ_DATABASE_URL ?= sqlite:///$(CURDIR)/var/authz.sqlite3
 
+AXE := $(VENV)/node/node_modules/axe-core/axe.min.js
+AXE_VERSION := 4.14.1
+
 .PHONY: venv run test lint typecheck check clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
@@ -17,6 +20,10 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 
 venv: $(STAMP)
 
+# axe-core, the accessibility engine the browser tests inject into Chromium (tests/web/test_screens.py)
+$(AXE):
+	npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix $(VENV)/node axe-core@$(AXE_VERSION)
+
 run: venv
 	$(BIN)/authz-service init-db
 	$(BIN)/authz-service seed-demo
@@ -27,7 +34,7 @@ run: venv
 	@echo "       -d '{\"cpas\": \"$(DEMO_CPAS)\", \"user\": \"85073003328\", \"function\": \"dossier.search\"}' http://127.0.0.1:8000/enforce"
 	$(BIN)/authz-service serve --host 127.0.0.1 --port 8000
 
-test: venv
+test: venv $(AXE)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && { echo "no tests ran"; exit 1; }; exit $$rc
 	cd clients/python && ../../$(BIN)/python -m pytest -q
 

@@ -308,11 +308,19 @@ class Admin:
         return reads.user_detail(self.store, cpas, user), False
 
     def set_user_profiles(self, cpas: str, user: str, profile_ids: Iterable[int]) -> UserDetail:
-        self._lock(cpas)
+        """Replace the user's profiles. Giving an active user exactly the profiles they hold changes
+        nothing: no new policy version, no audit entry (the answer is what they hold)."""
+        # the CPAS's write lock before any read (as in _lock), without a new version yet: a deactivation
+        # committed meanwhile is seen here, never a user row read before it
+        if self.store.lock_cpas(cpas) is None:
+            raise CpasUnknown(cpas)
         row = require_user(self.store, cpas, user)
         if not row.active:
             raise UserInactive(user)
         ids = sorted(set(profile_ids))
+        if self.store.user_profiles(cpas, user) == ids:
+            return reads.user_detail(self.store, cpas, user)
+        self._lock(cpas)
         for pid in ids:
             if self.store.get_profile(cpas, pid) is None:
                 raise ProfileMissing(pid, cpas, included=False)

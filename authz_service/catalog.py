@@ -2,11 +2,12 @@
 
 This module owns the catalog of functions read from ``policies/catalog.yaml`` (groups and
 sub-groups of the profile screen, functions with their French/Dutch/German labels, which checkbox
-covers which actions, and the prerequisites between functions) and the predefined profiles
-(templates, named per region) read from ``policies/templates.yaml``. It validates both files
-completely (any error is a :class:`CatalogError` naming the file and the entry) and exposes an
-immutable :class:`Catalog` with the queries the rest of the service needs: covering, transitive
-prerequisites, missing prerequisites of a set of functions, functions of a group, the display tree.
+covers which actions, the prerequisites between functions with their reason in French and Dutch,
+and which entries the manual does not show) and the predefined profiles (templates, named per
+region) read from ``policies/templates.yaml``. It validates both files completely (any error is a
+:class:`CatalogError` naming the file and the entry) and exposes an immutable :class:`Catalog` with
+the queries the rest of the service needs: covering, transitive prerequisites and why each is
+needed, missing prerequisites of a set of functions, functions of a group, the display tree.
 
 It depends on the standard library and PyYAML only: no Flask, no database.
 """
@@ -75,10 +76,10 @@ class Label:
 
 @dataclass(frozen=True)
 class Prerequisite:
-    """A function that must also be granted, and why."""
+    """A function that must also be granted, and why (in French and Dutch, optionally German)."""
 
     code: str
-    reason: str
+    reason: Label
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Group:
     label: Label
     implied: bool
     note: str | None
+    in_manual: bool = True  # False: the manual's profile screens do not show this block at all
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class Function:
     selectable: bool
     covers: tuple[str, ...]
     requires: tuple[Prerequisite, ...]
+    in_manual: bool = True  # False: the manual's profile screens do not show this line
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,11 @@ class Catalog:
                 _fail(f"{where}: duplicate group code")
             _check_order(g.order, where)
             _check_label(g.label, where)
+            if g.implied and not g.in_manual:
+                _fail(
+                    f"{where}: 'implied' (the manual shows the block collapsed) contradicts "
+                    "'in_manual: false' (the manual does not show it)"
+                )
             by_group[g.code] = g
         for g in group_list:
             if g.parent is not None and g.parent not in by_group:
@@ -246,8 +254,9 @@ class Catalog:
             where = f"{src}: function {f.code!r}"
             seen_pre: set[str] = set()
             for pre in f.requires:
-                if not isinstance(pre.reason, str) or not pre.reason.strip():
-                    _fail(f"{where}: prerequisite {pre.code!r} needs a non-empty reason")
+                if not isinstance(pre.reason, Label):
+                    _fail(f"{where}: prerequisite {pre.code!r} needs a reason in French and Dutch (a Label)")
+                _check_label(pre.reason, f"{where}: prerequisite {pre.code!r}", "reason")
                 if pre.code == f.code:
                     _fail(f"{where}: requires itself")
                 target = by_code.get(pre.code)
@@ -374,6 +383,27 @@ class Catalog:
         self._function(code)
         return self._prerequisites[code]
 
+    def prerequisite_reason(self, code: str, prerequisite: str) -> Label:
+        """Why ``code`` needs ``prerequisite``: the reason of the link that brings it in, the direct
+        one when there is one (of ``code`` or of an action it covers), else the nearest link on a chain
+        of prerequisites. Raises :class:`KeyError` when ``code`` does not need ``prerequisite``."""
+        fn = self._function(code)
+        frontier = [fn, *(self.functions[c] for c in fn.covers)]
+        seen = {f.code for f in frontier}
+        while frontier:
+            for f in frontier:
+                for pre in f.requires:
+                    if pre.code == prerequisite:
+                        return pre.reason
+            following = []
+            for f in frontier:
+                for pre in f.requires:
+                    if pre.code not in seen:
+                        seen.add(pre.code)
+                        following.append(self.functions[pre.code])
+            frontier = following
+        raise KeyError(f"{code!r} does not need {prerequisite!r}")
+
     def group_functions(self, group: str, *, recursive: bool = True) -> tuple[str, ...]:
         """The selectable functions of ``group`` in display order ("Sélectionner tout"); with
         ``recursive`` also those of its sub-groups."""
@@ -418,7 +448,8 @@ class Catalog:
 
     def tree(self, lang: str) -> list[dict[str, Any]]:
         """The display tree as JSON-ready dicts: groups with their ``children`` and functions, in
-        order, top-level functions at the root; labels in ``lang``."""
+        order, top-level functions at the root; labels and prerequisites' reasons in ``lang``;
+        ``in_manual`` false for what the manual's profile screens do not show."""
         if lang not in LANGS:
             raise ValueError(f"unknown language {lang!r}: expected one of {', '.join(LANGS)}")
 
@@ -432,6 +463,7 @@ class Catalog:
                             "code": item.code,
                             "label": item.label.get(lang),
                             "implied": item.implied,
+                            "in_manual": item.in_manual,
                             "children": build(item.code),
                         }
                     )
@@ -443,7 +475,8 @@ class Catalog:
                             "label": item.label.get(lang),
                             "selectable": item.selectable,
                             "covers": list(item.covers),
-                            "requires": [{"code": p.code, "reason": p.reason} for p in item.requires],
+                            "requires": [{"code": p.code, "reason": p.reason.get(lang)} for p in item.requires],
+                            "in_manual": item.in_manual,
                         }
                     )
             return nodes
@@ -580,19 +613,30 @@ def _check_order(value: Any, where: str) -> None:
         _fail(f"{where}: 'order' must be an integer, got {value!r}")
 
 
-def _check_label(label: Any, where: str) -> None:
+def _check_label(label: Any, where: str, what: str = "label") -> None:
     if not isinstance(label, Label):
-        _fail(f"{where}: label must be a Label")
+        _fail(f"{where}: {what} must be a Label")
     for lang in ("fr", "nl"):
         text = getattr(label, lang)
         if not isinstance(text, str) or not text.strip():
-            _fail(f"{where}: label has no {lang!r} text")
+            _fail(f"{where}: {what} has no {lang!r} text")
     if label.de is not None and (not isinstance(label.de, str) or not label.de.strip()):
-        _fail(f"{where}: label's 'de' text must be non-empty or null")
+        _fail(f"{where}: {what}'s 'de' text must be non-empty or null")
+
+
+def _flag(mapping: Mapping[str, Any], where: str, name: str, *, default: bool) -> bool:
+    value = mapping.get(name, default)
+    if not isinstance(value, bool):
+        _fail(f"{where}: {name!r} must be true or false")
+    return value
 
 
 def _parse_label(value: Any, where: str) -> Label:
-    where = f"{where}: label"
+    return _parse_text(value, f"{where}: label")
+
+
+def _parse_text(value: Any, where: str) -> Label:
+    """A text in French and Dutch (both required, non-empty) and optionally German."""
     mapping = _mapping(value, where)
     unknown = sorted(set(mapping) - set(LANGS))
     if unknown:
@@ -611,13 +655,14 @@ def _parse_group(value: Any, src: str, index: int) -> Group:
     mapping = _mapping(value, f"{src}: groups[{index}]")
     code = _code(mapping, f"{src}: groups[{index}]")
     where = f"{src}: group {code!r}"
-    _keys(mapping, where, required=("code", "order", "label"), optional=("parent", "implied", "note"))
+    _keys(mapping, where, required=("code", "order", "label"), optional=("parent", "implied", "note", "in_manual"))
     parent = mapping.get("parent")
     if parent is not None and (not isinstance(parent, str) or not parent):
         _fail(f"{where}: 'parent' must be a group code or null")
     implied = mapping.get("implied", False)
     if not isinstance(implied, bool):
         _fail(f"{where}: 'implied' must be true or false")
+    in_manual = _flag(mapping, where, "in_manual", default=True)
     _check_order(mapping["order"], where)
     return Group(
         code=code,
@@ -626,6 +671,7 @@ def _parse_group(value: Any, src: str, index: int) -> Group:
         label=_parse_label(mapping["label"], where),
         implied=implied,
         note=_text(mapping.get("note"), where, "note", optional=True),
+        in_manual=in_manual,
     )
 
 
@@ -637,7 +683,7 @@ def _parse_function(value: Any, src: str, index: int) -> Function:
         mapping,
         where,
         required=("code", "group", "order", "label"),
-        optional=("selectable", "covers", "requires"),
+        optional=("selectable", "covers", "requires", "in_manual"),
     )
     group = mapping["group"]
     if group is not None and (not isinstance(group, str) or not group):
@@ -659,9 +705,11 @@ def _parse_function(value: Any, src: str, index: int) -> Function:
         pcode = pre["code"]
         if not isinstance(pcode, str) or not pcode:
             _fail(f"{pwhere}: 'code' must be a function code")
-        reason = _text(pre["reason"], f"{where}: prerequisite {pcode!r}", "reason")
-        assert reason is not None
-        requires.append(Prerequisite(code=pcode, reason=reason.strip()))
+        rwhere = f"{where}: prerequisite {pcode!r}: reason"
+        if not isinstance(pre["reason"], Mapping):
+            _fail(f"{rwhere}: must be texts {{fr: ..., nl: ...}} (German optional), got {_kind(pre['reason'])}")
+        requires.append(Prerequisite(code=pcode, reason=_parse_text(pre["reason"], rwhere)))
+    in_manual = _flag(mapping, where, "in_manual", default=True)
     _check_order(mapping["order"], where)
     return Function(
         code=code,
@@ -671,6 +719,7 @@ def _parse_function(value: Any, src: str, index: int) -> Function:
         selectable=selectable,
         covers=tuple(covers),
         requires=tuple(requires),
+        in_manual=in_manual,
     )
 
 

@@ -43,8 +43,8 @@ from .models import (
 
 @dataclass(frozen=True)
 class AuditWhere:
-    """Which audit entries: from ``since`` (included) to ``until`` (excluded), an actor containing
-    ``actor`` (case-insensitive), exactly ``action``. Empty values do not filter."""
+    """Which audit entries: from ``since`` (included) to ``until`` (excluded), exactly ``actor`` (the
+    trail's own text: "demo" does not find "cli:seed-demo"), exactly ``action``. Empty values do not filter."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -271,10 +271,13 @@ class Store:
     def users_page(
         self, cpas: str, *, active: bool, page: int, per_page: int, search: str | None = None
     ) -> tuple[list[User], int]:
+        """``search``: every word of it (in any order: "Dupont Nathalie" finds "Nathalie DUPONT") is in the
+        user's name or id, case-insensitively."""
         where = [User.cpas_id == cpas, User.active.is_(active)]
-        if search:
-            pattern = f"%{search.lower()}%"
-            where.append(or_(func.lower(User.name).like(pattern), func.lower(User.user).like(pattern)))
+        for word in (search or "").lower().split():
+            pattern = "%" + _like_escaped(word) + "%"
+            where.append(or_(func.lower(User.name).like(pattern, escape=ESCAPE),
+                             func.lower(User.user).like(pattern, escape=ESCAPE)))
         total = int(self._s.scalar(select(func.count()).select_from(User).where(and_(*where))) or 0)
         items = self._s.scalars(
             select(User).where(*where).order_by(User.name, User.user).offset((page - 1) * per_page).limit(per_page)
@@ -348,8 +351,7 @@ class Store:
         if where.until is not None:
             query = query.where(AuditEntry.at < where.until)
         if where.actor:
-            escaped = where.actor.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(func.lower(AuditEntry.actor).like(f"%{escaped}%", escape="\\"))
+            query = query.where(AuditEntry.actor == where.actor)
         if where.action:
             query = query.where(AuditEntry.action == where.action)
         return query
@@ -465,6 +467,14 @@ class Store:
 def policy_csv(lines: Iterable[tuple[str, ...]]) -> str:
     """Casbin's own CSV convention, ``p, a, b``: no value of ours holds a comma or a quote."""
     return "".join(", ".join(line) + "\n" for line in lines)
+
+
+ESCAPE = "\\"
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` matched literally by LIKE ... ESCAPE (no wildcard of the reader's)."""
+    return text.replace(ESCAPE, ESCAPE * 2).replace("%", ESCAPE + "%").replace("_", ESCAPE + "_")
 
 
 def _p(sub: str, obj: str, eft: str) -> dict[str, Any]:

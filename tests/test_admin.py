@@ -533,6 +533,21 @@ def test_set_user_profiles(svc: Service, cpas: str) -> None:
     assert svc.policy(cpas).view("u1").profiles == ()
 
 
+def test_an_unchanged_assignment_changes_nothing(svc: Service, cpas: str) -> None:
+    search = make_profile(svc, cpas, "Recherche", functions=(SEARCH,))
+    make_user(svc, cpas, "u1", profiles=(search,))
+    before, engine_version = dump(svc), svc.policy(cpas).version
+    with svc.admin(ACTOR) as admin:
+        answer = admin.set_user_profiles(cpas, "u1", [search, search])
+    assert [p.id for p in answer.profiles] == [search] and answer.policy_version == engine_version
+    assert admin.policy_version is None and not admin.changed  # no new version, no audit entry, no rebuild
+    assert dump(svc) == before and svc.policy(cpas).version == engine_version
+    # the same ids for an inactive user are still refused, as any assignment to one
+    with svc.admin(ACTOR) as admin:
+        admin.deactivate_user(cpas, "u1")
+    refused(svc, cpas, lambda a: a.set_user_profiles(cpas, "u1", []), UserInactive)
+
+
 @pytest.mark.parametrize("case", ["unknown_profile", "foreign_profile", "inactive_user", "never_seen_user"])
 def test_set_user_profiles_refusals(svc: Service, cpas: str, case: str) -> None:
     mine = make_profile(svc, cpas, "A moi")

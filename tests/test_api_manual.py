@@ -303,8 +303,7 @@ def test_print_profile_shows_functions_and_users(operator, demo) -> None:
     rmc = get_profile(operator, cpas, ids["rmc1"])
     assert rmc["id"] == ids["rmc1"]
     assert rmc["description_fr"] == "RMC-1"
-    assert sorted(rmc["functions"]) == sorted(
-        ["forms.list", "mutation.national_register.view", "mutation.national_register.mark_read"])
+    assert rmc["functions"] == ["forms.list"]  # "Gestion du profil RMC-1": the forms listing only
     assert rmc["users"] == [{"user": THOMAS, "name": "Thomas GOOSSENS"}]
     assert rmc["version"] == 1
     assert rmc["builtin"] is False
@@ -345,7 +344,7 @@ def test_assign_several_profiles(operator, demo) -> None:
     body = assign(operator, cpas, LUC, [ids["rmc1"]])
     assert [p["id"] for p in body["profiles"]] == [ids["rmc1"]]
     assert allowed(operator, cpas, LUC, "notification.alert.reply") is False
-    assert allowed(operator, cpas, LUC, "mutation.national_register.mark_read") is True
+    assert allowed(operator, cpas, LUC, "forms.list") is True  # RMC-1's only function
     users = users_list(operator, cpas)
     assert [p["id"] for p in users[LUC]["profiles"]] == [ids["rmc1"]]
     listed = profiles_list(operator, cpas)

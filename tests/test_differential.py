@@ -22,6 +22,7 @@ from authz_service.service import Service
 from authz_service.store import policy_csv
 
 ROOT = Path(__file__).resolve().parent.parent
+WHY = {"fr": "test", "nl": "test"}  # a prerequisite's reason, in French and Dutch
 
 
 def kbo(n: int) -> str:
@@ -43,12 +44,12 @@ def random_catalog(rng: random.Random, folder: Path, n_selectable: int = 30) -> 
                 covers.append(f"f{i}.covered{covered_count}")
                 covered_count += 1
         # prerequisites only on earlier codes: a DAG, with chains
-        requires = [{"code": c, "reason": "test"} for c in rng.sample(codes[:i], k=min(i, rng.choice([0, 0, 1, 2])))]
+        requires = [{"code": c, "reason": WHY} for c in rng.sample(codes[:i], k=min(i, rng.choice([0, 0, 1, 2])))]
         functions.append({"code": code, "group": rng.choice([None, *[g["code"] for g in groups]]), "order": i,
                           "label": {"fr": f"Fonction {i}", "nl": f"Functie {i}"}, "selectable": True,
                           "covers": covers, "requires": requires})
         for c in covers:
-            extra = [{"code": r, "reason": "test"} for r in rng.sample(codes[:i], k=min(i, rng.choice([0, 1])))]
+            extra = [{"code": r, "reason": WHY} for r in rng.sample(codes[:i], k=min(i, rng.choice([0, 1])))]
             functions.append({"code": c, "group": functions[-1]["group"], "order": 1000 + covered_count,
                               "label": {"fr": c, "nl": c}, "selectable": False, "covers": [],
                               "requires": extra})

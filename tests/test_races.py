@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import random
 import threading
@@ -387,11 +388,16 @@ def test_a_randomized_mix_of_parallel_changes_keeps_every_invariant(world: World
         assert not inactive_holders, inactive_holders
         assert not dangling_links(world)
 
-        # exactly one audit row per successful change
+        # exactly one audit row per successful change; an assignment of the profiles a user already holds
+        # succeeds but changes nothing, and writes no row: every audited assignment changed something
         succeeded = Counter(CHANGES[n][0] for n, s, _ in mix.answers if n in CHANGES and s == CHANGES[n][1])
         audited = Counter({a: int(c) for a, c in sql(
             world, "SELECT action, count(*) FROM audit WHERE id > :mark GROUP BY action", mark=mark)})
+        assigned, assigned_ok = audited.pop("user.assign", 0), succeeded.pop("user.assign", 0)
         assert audited == succeeded, {"audit rows": dict(audited), "successful calls": dict(succeeded)}
+        assert 0 < assigned <= assigned_ok, (assigned, assigned_ok)
+        rows = sql(world, "SELECT before, after FROM audit WHERE id > :mark AND action = 'user.assign'", mark=mark)
+        assert all(_json(b)["profiles"] != _json(a)["profiles"] for b, a in rows)
 
         # every server's engine agrees with the store
         fresh = Service(world.settings)
@@ -427,3 +433,8 @@ def engines_disagree(servers: list[str], key: str, expected: dict[tuple[str, str
                 if got != want:
                     wrong.append((server, cpas, user, got, want))
     return wrong
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as the driver hands it back (already decoded on PostgreSQL, text elsewhere)."""
+    return json.loads(value) if isinstance(value, str) else value

@@ -1,17 +1,19 @@
 """The function tree of the profile screen and what the profile form does with it.
 
 ``build_tree`` turns the catalog into nodes for the templates (blocks with their selected counts,
-functions with their checkbox state). ``Draft`` is the form being edited; ``apply`` carries out the
-buttons that change the selection without saving ("Sélectionner tout" overall or per block, a
-predefined profile, adding the missing prerequisites, a block checkbox ticked or cleared), so that
-the form works the same with and without JavaScript.
+functions with their checkbox state, what the manual does not show). ``missing_prerequisites`` is the
+prerequisite warning: each function that would be denied, what it needs and why, in the reader's
+language. ``Draft`` is the form being edited; ``apply`` carries out the buttons that change the
+selection without saving ("Sélectionner tout" overall or per block, a predefined profile, adding the
+missing prerequisites, a block checkbox ticked or cleared), so that the form works the same with and
+without JavaScript.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..catalog import Catalog
 
@@ -24,6 +26,8 @@ class FunctionNode:
     covers: list[str]  # labels of the actions this checkbox also grants
     requires: list[str]  # labels of the direct prerequisites
     inactive: bool = False  # granted but denied: a prerequisite is missing (print views)
+    requires_why: list[str] = field(default_factory=list)  # the reason of each of ``requires``
+    in_manual: bool = True  # False: the manual's profile screens do not show this line
     kind: str = "function"
 
 
@@ -34,6 +38,7 @@ class GroupNode:
     children: list[FunctionNode | GroupNode]
     codes: tuple[str, ...]  # selectable functions of the block, sub-blocks included
     selected: int
+    in_manual: bool = True  # False: the manual's profile screens do not show this block
     kind: str = "group"
 
     @property
@@ -71,7 +76,8 @@ def build_tree(
                 count = sum(1 for c in codes if c in chosen)
                 if prune and not count:
                     continue
-                nodes.append(GroupNode(item["code"], item["label"], children, codes, count))
+                nodes.append(GroupNode(item["code"], item["label"], children, codes, count,
+                                       in_manual=item["in_manual"]))
             elif item["selectable"]:
                 if prune and item["code"] not in chosen:
                     continue
@@ -83,6 +89,8 @@ def build_tree(
                         covers=[catalog.functions[c].label.get(lang) for c in item["covers"]],
                         requires=[catalog.functions[r["code"]].label.get(lang) for r in item["requires"]],
                         inactive=effective is not None and item["code"] in chosen and item["code"] not in effective,
+                        requires_why=[r["reason"] for r in item["requires"]],
+                        in_manual=item["in_manual"],
                     )
                 )
         return nodes
@@ -100,18 +108,37 @@ def prerequisite_map(catalog: Catalog) -> dict[str, list[str]]:
     return out
 
 
+def prerequisite_reasons(catalog: Catalog, lang: str) -> dict[str, dict[str, str]]:
+    """Each selectable function -> {function it needs: why}, in ``lang`` (the live warning's reasons;
+    same keys as :func:`prerequisite_map`)."""
+    return {
+        code: {pre: catalog.prerequisite_reason(code, pre).get(lang) for pre in needed}
+        for code, needed in prerequisite_map(catalog).items()
+    }
+
+
+class Need(NamedTuple):
+    """A function that a chosen function needs: its code, its label and why, in the reader's language."""
+
+    code: str
+    label: str
+    reason: str
+
+
 @dataclass
 class Missing:
     code: str
     label: str
-    needs: list[tuple[str, str]]  # (code, label)
+    needs: list[Need]
 
 
 def missing_prerequisites(catalog: Catalog, lang: str, functions: Iterable[str]) -> list[Missing]:
+    """The prerequisite warning: each chosen function that would be denied, with what it lacks and why."""
     known = [c for c in functions if c in catalog and catalog.functions[c].selectable]
     return [
         Missing(code, catalog.functions[code].label.get(lang),
-                [(p, catalog.functions[p].label.get(lang)) for p in needs])
+                [Need(p, catalog.functions[p].label.get(lang), catalog.prerequisite_reason(code, p).get(lang))
+                 for p in needs])
         for code, needs in catalog.missing_prerequisites(known).items()
     ]
 

@@ -8,10 +8,8 @@ before any I/O); errors of the use cases become messages on the page, never a 50
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from flask import (
@@ -37,9 +35,9 @@ from werkzeug.exceptions import HTTPException
 from .. import reads
 from ..admin import Admin
 from ..errors import ServiceError, StaleVersion
-from ..models import iso
 from ..service import Service
 from ..store import Store
+from . import trail
 from .auth import (
     LANGS,
     Identity,
@@ -63,6 +61,7 @@ from .tree import (
     full_groups,
     missing_prerequisites,
     prerequisite_map,
+    prerequisite_reasons,
     templates_data,
 )
 
@@ -386,6 +385,7 @@ def _profile_page(
         js_data=json.dumps({
             "templates": templates_data(catalog),
             "prerequisites": prerequisite_map(catalog),
+            "reasons": prerequisite_reasons(catalog, reader),
             "groups": {code: list(catalog.group_functions(code)) for code in catalog.groups},
         }).replace("</", "<\\/"),
     ), status
@@ -454,7 +454,7 @@ def profile_print(cpas: str, profile_id: int) -> str:
     reader = lang()
     info, printed = cpas_page(cpas, lambda s: reads.profile_print(s, catalog, cpas, profile_id, reader))
     return render_template("web/profile_print.html", info=info, profile=printed.profile, users=printed.profile.users,
-                           included=printed.included, tree=build_tree(catalog, reader, printed.grants, prune=True),
+                           included=printed.included, tree=build_tree(catalog, reader, printed.grants),
                            count=len(printed.grants), own=len(printed.profile.functions))
 
 
@@ -542,14 +542,17 @@ def deactivate(cpas: str, user: str) -> Any:
 
 @bp.post("/cpas/<cpas>/users/<user>/reactivate")
 def reactivate(cpas: str, user: str) -> Response:
+    """Back among the active users, with no profile; then on to choosing their profiles."""
     may(cpas)
     try:
         row = change(Admin.reactivate_user, cpas, user)
     except ServiceError as err:
         flash(error_message(err), "error")
         return see_other("web.inactive_users", cpas=cpas)
-    flash(_("%(name)s was reactivated, with no profile.", name=row.name or row.user), "success")
-    return see_other("web.inactive_users", cpas=cpas)
+    flash(_("%(name)s was reactivated, with no profile: choose their profiles now.", name=row.name or row.user),
+          "success")
+    # on to "Affecter les profils", as a reactivated user has none; back to the list of users after
+    return see_other("web.assign", cpas=cpas, user=user, back=url_for("web.home", cpas=cpas))
 
 
 @bp.get("/<path:_anything>")
@@ -582,60 +585,26 @@ def _audit_filter() -> tuple[AuditFilterForm, reads.AuditFilter]:
 def audit(cpas: str) -> str:
     form, flt = _audit_filter()
     page = int_arg("page")
-    info, (entries, (actions, actors)) = cpas_page(cpas, lambda store: (
-        reads.audit_page(store, cpas, flt, page=page, per_page=50), reads.audit_filter_values(store, cpas)))
-    zone = reads.local_zone()
-    rows = [
-        {
-            "at": e.at.astimezone(zone),
-            "actor": e.actor,
-            "action": e.action,
-            "action_label": action_label(e.action),
-            "target": e.target,
-            "subject": _audit_subject(e.before, e.after),
-            "before": json.dumps(e.before, ensure_ascii=False, indent=1) if e.before is not None else "",
-            "after": json.dumps(e.after, ensure_ascii=False, indent=1) if e.after is not None else "",
-        }
-        for e in entries.items
-    ]
+    reader = lang()
+    info, (entries, (actions, actors), profiles) = cpas_page(cpas, lambda store: (
+        reads.audit_page(store, cpas, flt, page=page, per_page=50), reads.audit_filter_values(store, cpas),
+        reads.profile_rows(store, cpas, reader)))
+    rows = trail.entries(entries.items, svc().catalog, {p.id: p.description for p in profiles}, reader,
+                         reads.local_zone())
     query = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template("web/audit.html", info=info, form=form, entries=entries, rows=rows,
                            actions=[(a, action_label(a)) for a in actions], actors=actors, query=query)
 
 
-def _audit_subject(before: Any, after: Any) -> str:
-    snapshot = after if isinstance(after, dict) else before if isinstance(before, dict) else {}
-    if "description_fr" in snapshot or "description_nl" in snapshot:
-        return str((snapshot.get("description_nl") if lang() == "nl" else snapshot.get("description_fr"))
-                   or snapshot.get("description_fr") or snapshot.get("description_nl") or "")
-    return str(snapshot.get("name") or "")
-
-
-def _csv_cell(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
-    # a spreadsheet must not run a cell as a formula
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 @bp.get("/cpas/<cpas>/audit.csv")
 def audit_csv(cpas: str) -> Response:
+    """The filtered trail for a spreadsheet (``trail.csv_lines``), newest first, at most CSV_LIMIT rows."""
     _form, flt = _audit_filter()
-    _info, entries = cpas_page(cpas, lambda s: reads.audit_rows(s, cpas, flt, limit=CSV_LIMIT))
-
-    def generate() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["at", "actor", "action", "target", "before", "after"])
-        for n, entry in enumerate(entries, 1):
-            writer.writerow([iso(entry.at), _csv_cell(entry.actor), _csv_cell(entry.action), _csv_cell(entry.target),
-                             "" if entry.before is None else _csv_cell(entry.before),
-                             "" if entry.after is None else _csv_cell(entry.after)])
-            if n % 500 == 0:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
-    response = Response(stream_with_context(generate()), mimetype="text/csv")
+    reader = lang()
+    _info, (found, profiles) = cpas_page(cpas, lambda s: (reads.audit_rows(s, cpas, flt, limit=CSV_LIMIT),
+                                                          reads.profile_rows(s, cpas, reader)))
+    rows = trail.entries(found, svc().catalog, {p.id: p.description for p in profiles}, reader, reads.local_zone())
+    response = Response(stream_with_context(trail.csv_lines(rows)), mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
     response.headers["Content-Disposition"] = f'attachment; filename="admin-logs-{cpas}.csv"'
     return response

@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import UTC
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -170,7 +172,7 @@ def test_prerequisite_add_without_saving_and_save_anyway(fr_manager: Web, demo: 
     cpas = demo["cpas"]
     url = f"/ui/cpas/{cpas}/profiles/new"
     added = page(fr_manager.post(url, {"functions": "help_request.print", "action": "add_prerequisites"}))
-    assert checked(added) == {"help_request.print", "help_request.list", "dossier.search"}
+    assert checked(added) == {"help_request.print", "dossier.search"}
     anyway = fr_manager.post(url, {"description_fr": "Incomplet", "functions": "help_request.print",
                                    "action": "save_anyway"})
     assert anyway.status_code == 303
@@ -325,7 +327,11 @@ def test_deactivate_and_reactivate(manager: Web, demo: dict[str, Any], service: 
     inactive = manager.text(f"/ui/cpas/{cpas}/users/inactive")
     assert "Marie LEBLANC" in inactive
     assert audits(service, cpas, "user.deactivate")[-1].before["profiles"] == [demo["profiles"]["full"]]
-    assert manager.post(f"/ui/cpas/{cpas}/users/{MARIE}/reactivate").status_code == 303
+    reactivated = manager.post(f"/ui/cpas/{cpas}/users/{MARIE}/reactivate")
+    assert reactivated.status_code == 303  # on to choosing the profiles of the user, who has none
+    assert reactivated.headers["Location"].startswith(f"/ui/cpas/{cpas}/users/{MARIE}/profiles?back=")
+    assign = manager.text(reactivated.headers["Location"])
+    assert ("choisissez maintenant ses profils" if lang == "fr" else "kies nu de profielen") in assign
     assert service.read(lambda s: s.get_user(cpas, MARIE).active)
     assert service.read(lambda s: s.user_profiles(cpas, MARIE)) == []
     assert audits(service, cpas, "user.reactivate")
@@ -348,7 +354,7 @@ def test_profile_print(manager: Web, demo: dict[str, Any], lang: str) -> None:
     for name in ("Claire MARTIN", "Els MAES", "Thomas GOOSSENS"):
         assert name in html
     assert "data-print" in html
-    assert ("Consultation des alertes" if lang == "fr" else "Raadpleging van de waarschuwingen") in html
+    assert ("Consultation des alertes" if lang == "fr" else "Raadpleging van de knipperlichten") in html
     assert "Marie LEBLANC" not in html
 
 
@@ -398,31 +404,85 @@ def test_audit_page_filters_and_csv(manager: Web, demo: dict[str, Any], service:
     manager.post(f"/ui/cpas/{cpas}/users/{JULIE}/profiles", {"profiles": demo["profiles"]["rmc1"]})
     html = manager.text(f"/ui/cpas/{cpas}/audit")
     assert ("Profils affectés" if lang == "fr" else "Profielen toegekend") in html
-    assert "<td>cli:seed-demo</td>" in html
+    assert 'title="cli:seed-demo"' in html
     me = "gestionnaire" if lang == "fr" else "beheerder"
-    mine = manager.text(f"/ui/cpas/{cpas}/audit?actor={me}")
-    assert f"user:{JULIE}" in mine and "<td>cli:seed-demo</td>" not in mine
+    # who, in words; what changed, with the profile's name; the raw data behind a toggle
+    assert (f"{me} (compte d'administration)" if lang == "fr" else f"{me} (beheerdersaccount)") in html
+    assert ("Profils attribués : RMC-1" if lang == "fr" else "Profielen toegekend: RMC-1") in html
+    assert ("Données brutes (avant et après)" if lang == "fr" else "Ruwe gegevens (voor en na)") in html
+    mine = manager.text(f"/ui/cpas/{cpas}/audit?actor=admin:{me}")
+    assert f"user:{JULIE}" in mine and 'title="cli:seed-demo"' not in mine
+    # the actor is matched exactly: a part of it finds nothing
+    assert 'title="cli:seed-demo"' not in manager.text(f"/ui/cpas/{cpas}/audit?actor=demo")
     by_action = manager.text(f"/ui/cpas/{cpas}/audit?action=user.deactivate")
     assert "user:77070619530" in by_action and f"user:{JULIE}" not in by_action
     future = manager.text(f"/ui/cpas/{cpas}/audit?date_from=2999-01-01")
-    assert ("Aucune entrée ne correspond à ces filtres." if lang == "fr" else "Geen enkele regel") in future
-    today = manager.text(f"/ui/cpas/{cpas}/audit?date_to=2999-01-01&date_from=2000-01-01&actor={me}")
+    assert ("Aucune entrée ne correspond à ces filtres." if lang == "fr" else "Geen enkele vermelding") in future
+    today = manager.text(f"/ui/cpas/{cpas}/audit?date_to=2999-01-01&date_from=2000-01-01&actor=admin:{me}")
     assert f"user:{JULIE}" in today
     bad = manager.text(f"/ui/cpas/{cpas}/audit?date_from=yesterday")
     assert ("Date non valide." if lang == "fr" else "Geen geldige datum.") in bad
-    response = manager.get(f"/ui/cpas/{cpas}/audit.csv?actor={me}")
+    response = manager.get(f"/ui/cpas/{cpas}/audit.csv?actor=admin:{me}")
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
-    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert [r["action"] for r in rows] == ["user.assign"]
-    assert rows[0]["actor"] == f"admin:{me}" and '"profiles"' in rows[0]["after"]
-    all_rows = list(csv.DictReader(io.StringIO(manager.get(f"/ui/cpas/{cpas}/audit.csv").get_data(as_text=True))))
-    assert len(all_rows) == service.read(lambda s: s.audit_page(cpas, page=1, per_page=1)[1])
+    # for a spreadsheet in Belgium: UTF-8 with a byte-order mark, semicolons, Brussels time, headers in words
+    data = response.get_data()
+    assert data.startswith("\ufeff".encode())
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig")), delimiter=";"))
+    code, author, after, when = (("Code de l'action", "Auteur (tel qu'enregistré)", "Après", "Quand") if lang == "fr"
+                                 else ("Actiecode", "Auteur (zoals geregistreerd)", "Na", "Wanneer"))
+    assert [r[code] for r in rows] == ["user.assign"]
+    assert rows[0][author] == f"admin:{me}" and '"profiles"' in rows[0][after]
+    recorded = audits(service, cpas, "user.assign")[-1].at
+    local = (recorded if recorded.tzinfo else recorded.replace(tzinfo=UTC)).astimezone(ZoneInfo("Europe/Brussels"))
+    assert rows[0][when] == local.strftime("%d/%m/%Y %H:%M:%S")
+    all_rows = list(csv.reader(io.StringIO(manager.get(f"/ui/cpas/{cpas}/audit.csv").get_data().decode("utf-8-sig")),
+                               delimiter=";"))
+    assert len(all_rows) - 1 == service.read(lambda s: s.audit_page(cpas, page=1, per_page=1)[1])
 
 
 def test_audit_csv_defuses_formulas(fr_manager: Web, demo: dict[str, Any], service: Any) -> None:
     cpas = demo["cpas"]
     with service.admin("=cmd|' /C calc'!A0") as admin:
         admin.create_profile(cpas, description_fr="=1+1", description_nl=None, functions=["dossier.list"])
-    rows = list(csv.reader(io.StringIO(fr_manager.get(f"/ui/cpas/{cpas}/audit.csv").get_data(as_text=True))))
-    assert rows[1][1].startswith("'=")
+    text = fr_manager.get(f"/ui/cpas/{cpas}/audit.csv").get_data().decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text), delimiter=";"))
+    assert rows[1][1].startswith("'=") and rows[1][3] == "'=1+1" and rows[1][8].startswith("'=")
+
+
+def test_the_admin_logs_say_what_changed_in_words(manager: Web, demo: dict[str, Any], service: Any,
+                                                  lang: str) -> None:
+    cpas = demo["cpas"]
+    with service.admin("admin:gestionnaire") as admin:
+        created = admin.create_profile(cpas, description_fr="Recherche seule", description_nl="Alleen zoeken",
+                                       functions=["dossier.search"])
+        admin.update_profile(cpas, created.id, version=1, description_fr="Recherche seule", description_nl="Zoeken",
+                             functions=["dossier.list"], includes=[demo["profiles"]["rmc1"]])
+    html = manager.text(f"/ui/cpas/{cpas}/audit")
+    if lang == "fr":
+        assert "Fonctions ajoutées : Recherche d'un dossier" in html  # the creation
+        assert "Fonctions retirées : Recherche d'un dossier" in html and "Profils inclus ajoutés : RMC-1" in html
+        assert "Description néerlandais : « Alleen zoeken » → « Zoeken »" in html
+    else:
+        assert "Functies toegevoegd: Opzoeken van een dossier" in html
+        assert "Functies verwijderd: Opzoeken van een dossier" in html
+        assert "Opgenomen profielen toegevoegd: RMC-1" in html
+        assert "Nederlandse beschrijving: « Alleen zoeken » → « Zoeken »" in html
+
+
+def test_user_search_finds_the_words_in_any_order(fr_manager: Web, demo: dict[str, Any]) -> None:
+    cpas = demo["cpas"]
+    for q in ("Marie LEBLANC", "leblanc marie", "LEBL  mar", MARIE):
+        assert "Marie LEBLANC" in fr_manager.text(f"/ui/cpas/{cpas}/?q={q}"), q
+    for q in ("leblanc julie", "%25", "_"):  # every word must match; the reader's % and _ are plain characters
+        assert "Marie LEBLANC" not in fr_manager.text(f"/ui/cpas/{cpas}/?q={q}"), q
+
+
+def test_saving_an_unchanged_assignment_writes_no_entry(fr_manager: Web, demo: dict[str, Any], service: Any) -> None:
+    cpas = demo["cpas"]
+    held = service.read(lambda s: s.user_profiles(cpas, MARIE))
+    entries = service.read(lambda s: s.audit_page(cpas, page=1, per_page=1)[1])
+    fr_manager.text(f"/ui/cpas/{cpas}/users/{MARIE}/profiles")
+    assert fr_manager.post(f"/ui/cpas/{cpas}/users/{MARIE}/profiles", {"profiles": held}).status_code == 303
+    assert service.read(lambda s: s.audit_page(cpas, page=1, per_page=1)[1]) == entries
+    assert service.read(lambda s: s.user_profiles(cpas, MARIE)) == held

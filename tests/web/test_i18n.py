@@ -77,7 +77,7 @@ def test_catalogs_compile(tmp_path: Path) -> None:
     assert fr.gettext("Access management") == "Gestion des accès"
     assert nl.gettext("Access management") == "Toegangsbeheer"
     assert fr.ngettext("%(num)s entry", "%(num)s entries", 2) % {"num": 2} == "2 entrées"
-    assert nl.ngettext("%(num)s entry", "%(num)s entries", 1) % {"num": 1} == "1 regel"
+    assert nl.ngettext("%(num)s entry", "%(num)s entries", 1) % {"num": 1} == "1 vermelding"
 
 
 def test_read_only_package_uses_a_compiled_copy(monkeypatch: pytest.MonkeyPatch) -> None:
