@@ -1,8 +1,11 @@
-# `make run`: a demo service on 127.0.0.1:8000.  `make test`: the test suite.  Both create .venv.
+# `make run`: a demo service on 127.0.0.1:8000 (`make run PORT=8080 HOST=0.0.0.0` elsewhere).
+# `make test`: the test suite.  Both create .venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
+HOST ?= 127.0.0.1
+PORT ?= 8000
 DEMO_CPAS ?= $(shell sed -n 's/.*cpas: *"\([0-9.]*\)".*/\1/p' seed/demo.yaml | head -n1)
 export AUTHZ_DATABASE_URL ?= sqlite:///$(CURDIR)/var/authz.sqlite3
 
@@ -28,11 +31,11 @@ run: venv
 	$(BIN)/authz-service init-db
 	$(BIN)/authz-service seed-demo
 	@echo "demo-password" | $(BIN)/authz-service create-admin --username demo --cpas $(DEMO_CPAS) --if-missing
-	@echo "Admin web UI: http://127.0.0.1:8000/ui  (sign in as demo / demo-password)"
+	@echo "Admin web UI: http://$(HOST):$(PORT)/ui  (sign in as demo / demo-password)"
 	@$(BIN)/authz-service create-api-key --name demo --scopes enforce,users,admin --cpas $(DEMO_CPAS)
 	@echo "Try: curl -s -H \"Authorization: Bearer <the key above>\" -H 'Content-Type: application/json' \\"
-	@echo "       -d '{\"cpas\": \"$(DEMO_CPAS)\", \"user\": \"85073003328\", \"function\": \"dossier.search\"}' http://127.0.0.1:8000/enforce"
-	$(BIN)/authz-service serve --host 127.0.0.1 --port 8000
+	@echo "       -d '{\"cpas\": \"$(DEMO_CPAS)\", \"user\": \"85073003328\", \"function\": \"dossier.search\"}' http://$(HOST):$(PORT)/enforce"
+	$(BIN)/authz-service serve --host $(HOST) --port $(PORT)
 
 test: venv $(AXE)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && { echo "no tests ran"; exit 1; }; exit $$rc

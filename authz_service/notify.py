@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import make_url
 
+from .store import listen, ping_listener
+
 if TYPE_CHECKING:
     from .store import Store
 
@@ -125,12 +127,12 @@ class PostgresNotifier(Notifier):
         import psycopg
 
         with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"LISTEN {CHANNEL}")
+            listen(conn, CHANNEL)
             self._on_connected()
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=1.0):
                     self._handle(note.payload, on_change)
-                conn.execute("SELECT 1")  # a dead connection fails here, not silently
+                ping_listener(conn)  # a dead connection fails here, not silently
                 self._on_alive()
 
 

@@ -1,6 +1,8 @@
-"""The only module that queries the database. Writes our rows and the Casbin rule rows through the
-caller's session, so that they share its transaction (sqlalchemy-adapter's own writes commit on their
-own and have known bugs; see docs/architecture.md, "Casbin facts"). Casbin words stay here and in ``engine.py``.
+"""The only module that runs SQL (beside the migrations and ``db.py``'s connection settings). Reads and
+writes our rows and the Casbin rule rows through the caller's session, private to ``Store``, so that they
+share its transaction (sqlalchemy-adapter's own writes commit on their own and have known bugs; see
+docs/architecture.md, "Casbin facts"); also the audit trail's filters, the login throttle's counts,
+``generate``'s bulk rows and PostgreSQL's NOTIFY/LISTEN. Casbin words stay here and in ``engine.py``.
 """
 
 from __future__ import annotations
@@ -462,6 +464,15 @@ class Store:
         rows = [_g(child, parent, cpas) for child, parent in links]
         for start in range(0, len(rows), 20_000):
             self._s.execute(insert(CasbinRule), rows[start : start + 20_000])
+
+
+def listen(connection: Any, channel: str) -> None:
+    """Subscribe a dedicated psycopg connection (autocommit, outside any session) to ``channel``'s NOTIFY."""
+    connection.execute(f"LISTEN {channel}")
+
+
+def ping_listener(connection: Any) -> None:
+    connection.execute("SELECT 1")
 
 
 def policy_csv(lines: Iterable[tuple[str, ...]]) -> str:

@@ -96,17 +96,19 @@ def test_the_menu_helpers(counting_client: AuthzClient) -> None:
     assert as_user(app, None).get("/menu").get_data(as_text=True) == ""
 
 
-def test_service_down_means_403(counting: CountingSession) -> None:
+def test_a_service_that_cannot_decide_is_a_503_not_a_no(counting: CountingSession) -> None:
     with AuthzClient(f"http://127.0.0.1:{closed_port()}", api_key="k", retries=0, session=counting) as client:
         app = calling_app(client)
         marie = as_user(app, MARIE)
-        assert marie.get("/dossiers").status_code == 403
+        down = marie.get("/dossiers")
+        assert down.status_code == 503 and down.headers["Retry-After"] == "5"  # refused, but not "denied"
+        assert "cannot decide" in down.get_data(as_text=True)
         assert marie.get("/menu").get_data(as_text=True) == ""
 
 
-def test_a_wrong_key_means_403(live: Live) -> None:
+def test_a_wrong_key_cannot_decide(live: Live) -> None:
     with AuthzClient(live.url, api_key="azk_0_wrong") as client:
-        assert as_user(calling_app(client), MARIE).get("/dossiers").status_code == 403
+        assert as_user(calling_app(client), MARIE).get("/dossiers").status_code == 503
 
 
 def test_get_user_failing_means_403(counting_client: AuthzClient, counting: CountingSession) -> None:
