@@ -379,6 +379,33 @@ def test_search_reactivation_and_admin_logs_read_as_a_manager_expects(site: Site
     raw = xpath(driver, f"//summary[normalize-space()='{FOUND[lang][3]}']")
     assert not raw.find_element("xpath", "..").get_attribute("open")
     check_screens(driver, lang, "admin logs after the changes")
+    # saving the profiles a user holds, unchanged, writes no entry
+    entries = site.service.read(lambda s: s.audit_page(site.cpas, page=1, per_page=1)[1])
+    driver.get(url(site, "/ui/cpas/{cpas}/users/{marie}/profiles"))
+    click_and_load(driver, css(driver, "form[data-warn-unsaved] button[type=submit].primary"))
+    assert site.service.read(lambda s: s.audit_page(site.cpas, page=1, per_page=1)[1]) == entries
+    # the author filter matches the whole author: a part of one finds nothing
+    driver.get(url(site, "/ui/cpas/{cpas}/audit"))
+    field = css(driver, "#actor")
+    field.send_keys("seed-demo")
+    click_and_load(driver, css(driver, "form.filters button[type=submit]"))
+    assert "actor=seed-demo" in driver.current_url
+    assert not driver.find_elements("css selector", 'td span[title="cli:seed-demo"]')
+    field = css(driver, "#actor")
+    field.clear()
+    field.send_keys("cli:seed-demo")
+    click_and_load(driver, css(driver, "form.filters button[type=submit]"))
+    assert driver.find_elements("css selector", 'td span[title="cli:seed-demo"]')
+    # the CSV, as the browser downloads it: UTF-8 with a byte-order mark, semicolons, headers in words
+    driver.set_script_timeout(10)
+    first = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(document.querySelector('a[download]').href.replace(/actor=[^&]*&?/, ''))"
+        ".then(r => r.arrayBuffer()).then(b => done(Array.from(new Uint8Array(b.slice(0, 400)))));")
+    head = bytes(first)
+    assert head.startswith("\ufeff".encode())
+    header = head.decode("utf-8-sig", errors="ignore").splitlines()[0].split(";")
+    assert header[:3] == (["Quand", "Qui", "Action"] if lang == "fr" else ["Wanneer", "Wie", "Actie"])
     # as it was for the other tests
     site.service.change("test", Admin.deactivate_user, site.cpas, RENARD)
     site.service.change("test", Admin.reactivate_user, site.cpas, LUC)
