@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from flask import Response, g, jsonify, render_template_string, request
-from flask_openapi3 import Info, OpenAPI
+from flask_openapi3 import Info, OpenAPI, Tag
 
 from .config import load_settings
 from .errors import ServiceError, register_error_handlers
@@ -33,18 +33,28 @@ DOCS_HTML = """<!doctype html>
 def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool = True) -> OpenAPI:
     # imported here, not at module level: prometheus-client picks its multiprocess mode when it is first
     # imported, which must happen after `serve` set PROMETHEUS_MULTIPROC_DIR
-    from .api import admin_api, decisions, users_api, validation_error_response
+    from .api import admin_api, complete_document, decisions, errors, reply, users_api, validation_error_response
     from .fastpath import EnforceFastPath
     from .inputs import install as install_input_guards
+    from .logs import method_name
     from .metrics import Metrics
+    from .schemas import ErrorResponse, Health, NotReady, Ready
+    from .telemetry import install as install_telemetry
 
     settings = load_settings(overrides)
     app = OpenAPI(
         __name__,
         info=Info(title="CPAS/OCMW authorization service", version="1"),
-        security_schemes={"api_key": {"type": "http", "scheme": "bearer"}},
+        security_schemes={
+            "api_key": {"type": "http", "scheme": "bearer",
+                        "description": "an API key: Authorization: Bearer azk_<prefix>_<secret>"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "authz_session",
+                        "description": "the admin UI's session (administration routes only); a change made with "
+                                       "it carries the session's CSRF token in X-CSRFToken"},
+        },
         validation_error_status=400,
         validation_error_callback=validation_error_response,
+        validation_error_model=ErrorResponse,  # what validation_error_response answers
         doc_prefix="/docs",
     )
     app.config.update(
@@ -66,15 +76,35 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
                     update={k: getattr(item, k) for k in item.model_fields_set if getattr(item, k) is not None}
                 )
         app.register_api(blueprint)
+    from .authzen import register as register_authzen
+
+    register_authzen(app)  # the OpenID AuthZEN Authorization API 1.0 (authzen.py)
     from .web import init_app as init_web
 
     init_web(app, service, (overrides or {}).get("web"))  # the web UI's own settings (web/settings.py)
 
-    @app.get("/healthz", doc_ui=False)
+    operations = [Tag(name="operations", description="no key needed")]
+    bad_query = errors(400, s400="invalid_request: a control character in the query")
+
+    @app.get("/healthz", operation_id="healthz", tags=operations, responses={
+        200: reply("the process runs", Health), **bad_query,
+    })
     def healthz() -> Response:
+        """Liveness: 200 while the process runs."""
         return jsonify({"status": "ok"})
 
-    @app.get("/readyz", doc_ui=False)
+    @app.get("/livez", operation_id="livez", tags=operations, responses={
+        200: reply("the process answers", Health), **bad_query,
+    })
+    def livez() -> Response:
+        """Liveness (the usual name; /healthz is the same): 200 while the process answers."""
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz", operation_id="readyz", tags=operations, responses={
+        200: reply("the store answers and the policy is loaded and fresh", Ready),
+        503: reply("not ready: fixed sentences, such as \"the policy store does not answer\"", NotReady),
+        **bad_query,
+    })
     def readyz() -> Response:
         """Ready when the store answers (within AUTHZ_STORE_TIMEOUT) and the policy is loaded and fresh.
         Problems are fixed sentences; what the driver said (hosts, ports, errors) goes to the log."""
@@ -89,7 +119,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
         if not service.engine.loaded:
             last = service.last_error or ""
             problems.append(last if "init-db" in last else "the policy is not loaded")
-        elif service.engine.seconds_since_sync() > settings.max_staleness:
+        elif service.engine.seconds_since_sync() > service.engine.max_staleness:  # as decisions (service.py)
             problems.append("the policy has not been refreshed recently")
         if problems:
             response = jsonify({"status": "unavailable", "problems": problems})
@@ -98,10 +128,17 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
         snap = service.engine.current()
         return jsonify({"status": "ready", "cpas_loaded": len(snap.policies) if snap else 0})
 
-    @app.get("/metrics", doc_ui=False)
+    @app.get("/metrics", operation_id="metrics", tags=operations, responses={
+        200: reply("Prometheus text (summed over every worker under authz-service serve)",
+                   media_type="text/plain", schema={"type": "string"}),
+        **bad_query,
+    })
     def metrics_route() -> Response:
+        """Prometheus metrics: authz_decisions_total, authz_http_request_duration_seconds."""
         body, content_type = metrics.render()
         return Response(body, content_type=content_type)
+
+    complete_document(app)  # /openapi.json: the response models the declarations name, a 400 everywhere
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json() -> Response:
@@ -119,14 +156,15 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
     def _observe(response: Response) -> Response:
         started = g.get("started")
         if started is not None:
-            metrics.requests.labels(request.method, request.endpoint or "unknown", response.status_code).observe(
-                time.perf_counter() - started
-            )
+            metrics.requests.labels(  # a made-up method is _OTHER: a caller cannot make up label values
+                method_name(request.method), request.endpoint or "unknown", response.status_code
+            ).observe(time.perf_counter() - started)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
     install_input_guards(app, settings.max_body_bytes)  # JSON, control characters, chunked bodies
     app.wsgi_app = EnforceFastPath(app.wsgi_app, service)  # type: ignore[method-assign]
+    install_telemetry(app, service)  # request ids, request lines, OpenTelemetry if OTEL_* ask (telemetry.py)
     service.sync()
     if start_polling:
         service.start_polling()

@@ -1,4 +1,9 @@
-"""JSON routes of docs/api.md. Thin: parse (flask-openapi3 + pydantic), authorize, one call, serialize."""
+"""JSON routes of docs/api.md. Thin: parse (flask-openapi3 + pydantic), authorize, one call, serialize.
+
+Each route declares, for ``/openapi.json``, every status it can answer with its schema (``reply`` and
+``errors``: the response models of ``schemas.py``, the error envelope), the headers of its answers and a
+stable ``operation_id``; ``documented_schemas`` hands ``create_app`` the components they name.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,10 @@ import json
 from typing import Any
 
 from flask import Response, current_app, g, jsonify, request
-from flask_openapi3 import APIBlueprint, Tag
-from pydantic import ValidationError
+from flask_openapi3 import APIBlueprint, OpenAPI, Tag
+from flask_openapi3.models import OPENAPI3_REF_TEMPLATE, Schema
+from flask_openapi3.models import Response as DocResponse
+from pydantic import BaseModel, ValidationError
 
 from . import reads
 from .admin import Admin
@@ -23,11 +30,15 @@ from .errors import (
 )
 from .models import iso
 from .schemas import (
+    AuditPage,
     AuditQuery,
     BatchRequest,
     BatchResponse,
+    CatalogResponse,
+    ConditionalHeaders,
     CpasCreate,
     CpasPath,
+    CpasResponse,
     EnforceRequest,
     EnforceResponse,
     ErrorResponse,
@@ -35,13 +46,17 @@ from .schemas import (
     LangQuery,
     ProfileCreate,
     ProfilePath,
+    ProfileResponse,
+    ProfileSummary,
     ProfileUpdate,
     TemplatesQuery,
+    TemplatesResponse,
     UserFunctionsResponse,
     UserPath,
     UserProfiles,
     UserResponse,
     UserSeen,
+    UsersPage,
     UsersQuery,
 )
 from .security import Principal
@@ -49,16 +64,97 @@ from .service import Service
 from .store import policy_csv
 
 SECURITY: list[dict[str, list[str]]] = [{"api_key": []}]
-ERRORS: dict[Any, Any] = {
-    400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 503: ErrorResponse
+# the admin routes also take the admin UI's session (docs/api.md); a change made so needs X-CSRFToken
+ADMIN_SECURITY: list[dict[str, list[str]]] = [{"api_key": []}, {"session": []}]
+
+
+# -- what /openapi.json says of the answers --------------------------------------------------------------
+_DOCUMENTED: dict[str, type[BaseModel]] = {}  # response models named by the declarations, by name
+
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Policy-Version": {"description": "the CPAS's policy_version after the change (consistency token: pass "
+                                        "it as min_policy_version)", "schema": {"type": "integer"}},
+    "ETag": {"description": "a strong ETag over the answer without its policy_version: send it back in "
+                            "If-None-Match", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "private, no-cache", "schema": {"type": "string"}},
+    "Location": {"description": "/cpas/{cpas}/profiles/{id}: the new profile", "schema": {"type": "string"}},
+    "WWW-Authenticate": {"description": 'Bearer realm="authz-service"', "schema": {"type": "string"}},
+    "Content-Disposition": {"description": 'attachment; filename="policy-<cpas>.csv"', "schema": {"type": "string"}},
 }
 
+
+def reply(description: str, model: type[BaseModel] | None = None, *, many: bool = False,
+          headers: tuple[str, ...] = (), media_type: str = "application/json", schema: dict[str, Any] | None = None,
+          example: Any = None) -> dict[str, Any]:
+    """One documented answer: ``model`` (a list of them with ``many``) or a plain ``schema`` in
+    ``media_type``, or no body; ``headers`` named from HEADERS, each always sent."""
+    answer: dict[str, Any] = {"description": description}
+    if model is not None:
+        _DOCUMENTED[model.__name__] = model
+        schema = {"$ref": OPENAPI3_REF_TEMPLATE.format(model=model.__name__)}
+        if many:
+            schema = {"type": "array", "items": schema}
+    if schema is not None:
+        answer["content"] = {media_type: {"schema": schema} | ({"example": example} if example is not None else {})}
+    if headers:
+        answer["headers"] = {name: {**HEADERS[name], "required": True} for name in headers}
+    return answer
+
+
+ERROR_TEXT = {
+    400: "invalid_request: the path, the query or the body breaks the input rules or a rule of the route (for a "
+         "validation failure, details lists each problem); unknown_function: a function code outside the catalog",
+    401: "unauthenticated: no credential, or a malformed, unknown or revoked key",
+    403: "forbidden: the credential lacks the route's scope or is limited to other CPAS (or a change made with "
+         "the admin UI's session lacks its X-CSRFToken)",
+    404: "unknown_cpas: the CPAS is not known to the service",
+    409: "conflict: a change that collided with a concurrent one (details.retry: nothing was changed, retrying "
+         "may succeed)",
+    413: "payload_too_large: a body over AUTHZ_MAX_BODY_BYTES (2 MiB)",
+    503: "unavailable: the policy is not loaded or not fresh, or the store does not answer in time",
+}
+
+
+def errors(*statuses: int, **texts: str) -> dict[Any, Any]:
+    """The error envelope for each status; ``texts`` (``s404="..."``) replaces a status's description."""
+    return {
+        status: reply(texts.get(f"s{status}", ERROR_TEXT[status]), ErrorResponse,
+                      headers=("WWW-Authenticate",) if status == 401 else ())
+        for status in statuses
+    }
+
+
+def documented_schemas() -> dict[str, Schema]:
+    """The components the declarations name (with the models they use)."""
+    out: dict[str, Schema] = {}
+    for name, model in sorted(_DOCUMENTED.items()):
+        schema = model.model_json_schema(ref_template=OPENAPI3_REF_TEMPLATE, mode="serialization")
+        for used, value in schema.pop("$defs", {}).items():
+            out[used] = Schema(**value)
+        out[name] = Schema(**schema)
+    return out
+
+
+def complete_document(app: OpenAPI) -> None:
+    """Called by ``create_app`` once every documented route is registered: the components the declarations
+    name, and a 400 for each operation that declares none. Every route answers a control character in its
+    path or query with the error envelope (inputs.py), where flask-openapi3 would document a list of its own
+    validation errors."""
+    app.components_schemas.update(documented_schemas())
+    guard = DocResponse(**reply("invalid_request: a control character in the path or the query", ErrorResponse))
+    for item in app.paths.values():
+        for operation in (item.get, item.put, item.post, item.delete, item.patch):
+            if operation is not None and "400" not in (operation.responses or {}):
+                operation.responses = {**(operation.responses or {}), "400": guard}
+
+
+COMMON = errors(400, 401, 403, 503)  # every JSON route can answer these
 decisions = APIBlueprint("decisions", __name__, abp_tags=[Tag(name="decisions")], abp_security=SECURITY,
-                         abp_responses=ERRORS)
+                         abp_responses=COMMON)
 users_api = APIBlueprint("users", __name__, abp_tags=[Tag(name="users")], abp_security=SECURITY,
-                         abp_responses=ERRORS)
-admin_api = APIBlueprint("admin", __name__, abp_tags=[Tag(name="administration")], abp_security=SECURITY,
-                         abp_responses=ERRORS)
+                         abp_responses=COMMON)
+admin_api = APIBlueprint("admin", __name__, abp_tags=[Tag(name="administration")], abp_security=ADMIN_SECURITY,
+                         abp_responses=COMMON)
 
 
 def service() -> Service:
@@ -95,13 +191,31 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 # -- decisions ----------------------------------------------------------------------------------------
-@decisions.post("/enforce", responses={200: EnforceResponse})
+@decisions.post("/enforce", operation_id="enforce", description=(
+    "An unknown user of a known CPAS is 200 with allowed: false (reason unknown_user)."), responses={
+    200: reply("the decision; explanation only with \"explain\": true", EnforceResponse, example={
+        "allowed": False, "policy_version": 33, "explanation": {
+            "reason": "missing_prerequisite", "granted_by": [6], "missing_prerequisites": ["dossier.search"]}}),
+    **errors(404, 413),
+})
 def enforce(body: EnforceRequest) -> Response:
     """May this user use this function in this CPAS? A deny is a normal 200."""
     return _json(decide(service(), principal(), body).as_json(explain=body.explain))
 
 
-@decisions.post("/enforce/batch", responses={200: BatchResponse, 413: ErrorResponse})
+@decisions.post("/enforce/batch", operation_id="enforceBatch", description=(
+    "An item that is not a valid BatchItem, names a CPAS outside the key's limit, an unknown function or CPAS, or "
+    "a min_policy_version not reached in time gets allowed: false and its own error; the others are decided."
+), responses={
+    200: reply("one result per item, in input order", BatchResponse, example={
+        "policy_version": 33, "results": [
+            {"id": "a", "allowed": True, "policy_version": 33},
+            {"id": "b", "allowed": False, "error": {"code": "unknown_function",
+                                                    "message": "unknown function code: no.such",
+                                                    "details": {"function": "no.such"}}}]}),
+    **errors(413, s413="payload_too_large: a body over AUTHZ_MAX_BODY_BYTES, or more than AUTHZ_BATCH_LIMIT "
+                       "(1000) items"),
+})
 def enforce_batch(body: BatchRequest) -> Response:
     """Up to 1000 decisions on one policy snapshot, in input order, each with its own error."""
     svc, who = service(), principal()
@@ -118,7 +232,7 @@ def enforce_batch(body: BatchRequest) -> Response:
             try:
                 req = EnforceRequest.model_validate({k: v for k, v in item.items() if k != "id"})
             except ValidationError as exc:
-                raise InvalidRequest(_first_error(exc), _errors(exc)) from None
+                raise InvalidRequest(first_error(exc), validation_errors(exc)) from None
             admissible(svc, who, req)
             wanted[req.cpas] = max(wanted.get(req.cpas, 0), req.min_policy_version)
             parsed.append(req)
@@ -146,8 +260,18 @@ def enforce_batch(body: BatchRequest) -> Response:
     return _json({"policy_version": max(versions, default=0), "results": results})
 
 
-@decisions.get("/cpas/<cpas>/users/<user>/functions", responses={200: UserFunctionsResponse})
-def user_functions(path: UserPath, query: FunctionsQuery) -> Response:
+@decisions.get("/cpas/<cpas>/users/<user>/functions", operation_id="userFunctions", description=(
+    "For an application's menu or \"Mes accès\": send the ETag back in If-None-Match to get 304 until what the "
+    "user may do changes (another user's change keeps it)."), responses={
+    200: reply("everything the user may use (an unknown or inactive user: active false, empty lists)",
+               UserFunctionsResponse, headers=("ETag", "Cache-Control"), example={
+                   "cpas": "0207196354", "user": "85073003328", "active": True, "policy_version": 33,
+                   "profiles": [{"id": 2, "description": "Full"}],
+                   "functions": ["care_decision.manage", "care_decision.view", "dossier.search"]}),
+    304: reply("Not Modified: If-None-Match holds the answer's ETag (or *); no body", headers=("ETag",)),
+    **errors(404),
+})
+def user_functions(path: UserPath, query: FunctionsQuery, header: ConditionalHeaders) -> Response:
     """The user's effective functions (hierarchy and prerequisites applied), with an ETag."""
     svc = service()
     principal().require_cpas(path.cpas)
@@ -176,7 +300,12 @@ def user_functions(path: UserPath, query: FunctionsQuery) -> Response:
 
 
 # -- users seen at login ------------------------------------------------------------------------------
-@users_api.put("/cpas/<cpas>/users/<user>", responses={200: UserResponse, 201: UserResponse})
+@users_api.put("/cpas/<cpas>/users/<user>", operation_id="userSeen", responses={
+    200: reply("a user seen before: name and language updated", UserResponse, headers=("X-Policy-Version",)),
+    201: reply("the first login: the user appears, active, with no profile", UserResponse,
+               headers=("X-Policy-Version",)),
+    **errors(404, 409, 413),
+})
 def user_seen(path: UserPath, body: UserSeen) -> Response:
     """An application reports a login: 201 the first time (the user appears with no profile), 200 after."""
     principal().require_cpas(path.cpas)
@@ -195,14 +324,18 @@ def _changed(body: Any, status: int = 200, version: int | None = None) -> Respon
 
 
 # -- administration -----------------------------------------------------------------------------------
-@admin_api.get("/catalog")
+@admin_api.get("/catalog", operation_id="getCatalog", responses={
+    200: reply("the function tree in display order", CatalogResponse),
+})
 def catalog(query: LangQuery) -> Response:
     """The function tree: groups, functions, labels, what each covers, its prerequisites."""
     cat = service().catalog
     return _json({"version": cat.version, "lang": query.lang, "tree": cat.tree(query.lang)})
 
 
-@admin_api.get("/catalog/templates")
+@admin_api.get("/catalog/templates", operation_id="listTemplates", responses={
+    200: reply("the predefined profiles", TemplatesResponse),
+})
 def templates(query: TemplatesQuery) -> Response:
     """Predefined profiles (templates) with their regional names and functions."""
     cat = service().catalog
@@ -218,7 +351,11 @@ def templates(query: TemplatesQuery) -> Response:
     return _json({"region": query.region, "templates": items})
 
 
-@admin_api.post("/cpas", responses={201: None})
+@admin_api.post("/cpas", operation_id="createCpas", responses={
+    201: reply("the new CPAS", CpasResponse, headers=("X-Policy-Version",)),
+    **errors(409, 413, s403="forbidden: not an operator's credential (an admin key without CPAS limit)",
+             s409="conflict: the CPAS exists, or a change that collided with a concurrent one (details.retry)"),
+})
 def create_cpas(body: CpasCreate) -> Response:
     """Operator only: a new CPAS, with its built-in profile "Tous les accès / Alle toegangen"."""
     principal().require_operator()
@@ -226,15 +363,26 @@ def create_cpas(body: CpasCreate) -> Response:
     return _changed(done.value.as_json(), 201)
 
 
-@admin_api.get("/cpas/<cpas>/profiles")
+@admin_api.get("/cpas/<cpas>/profiles", operation_id="listProfiles", responses={
+    200: reply("the CPAS's profiles, by id", ProfileSummary, many=True),
+    **errors(404),
+})
 def list_profiles(path: CpasPath) -> Response:
+    """The CPAS's profiles, with how many functions each grants directly and how many users hold it."""
     principal().require_cpas(path.cpas)
     rows = service().read(lambda store: reads.profile_rows(store, path.cpas, by_description=False))
     return _json([row.as_json() for row in rows])
 
 
-@admin_api.post("/cpas/<cpas>/profiles", responses={201: None, 409: ErrorResponse})
+@admin_api.post("/cpas/<cpas>/profiles", operation_id="createProfile", description=(
+    "Functions whose prerequisites the profile lacks are accepted: missing_prerequisites says which (they are "
+    "denied until the prerequisites are granted)."), responses={
+    201: reply("the new profile (as GET)", ProfileResponse, headers=("Location", "X-Policy-Version")),
+    **errors(404, 409, 413, s409="duplicate_description: another profile of the CPAS has this description; "
+                                 "conflict: a concurrent change (details.retry)"),
+})
 def create_profile(path: CpasPath, body: ProfileCreate) -> Response:
+    """A new profile: descriptions, functions granted directly, included profiles."""
     principal().require_cpas(path.cpas)
     done = service().change(principal().name, Admin.create_profile, path.cpas, description_fr=body.description_fr,
                             description_nl=body.description_nl, functions=body.functions, includes=body.includes)
@@ -243,15 +391,25 @@ def create_profile(path: CpasPath, body: ProfileCreate) -> Response:
     return response
 
 
-@admin_api.get("/cpas/<cpas>/profiles/<int:profile_id>")
+@admin_api.get("/cpas/<cpas>/profiles/<int:profile_id>", operation_id="getProfile", responses={
+    200: reply("the profile", ProfileResponse),
+    **errors(404, s404="unknown_cpas, or not_found: no such profile in the CPAS"),
+})
 def get_profile(path: ProfilePath) -> Response:
+    """One profile: its functions, inclusions, users and what its functions lack."""
     principal().require_cpas(path.cpas)
     svc = service()
     return _json(svc.read(lambda store: reads.profile_detail(store, svc.catalog, path.cpas, path.profile_id)).as_json())
 
 
-@admin_api.put("/cpas/<cpas>/profiles/<int:profile_id>", responses={409: ErrorResponse})
+@admin_api.put("/cpas/<cpas>/profiles/<int:profile_id>", operation_id="updateProfile", responses={
+    200: reply("the profile, its version one higher", ProfileResponse, headers=("X-Policy-Version",)),
+    **errors(404, 409, 413, s404="unknown_cpas, or not_found: no such profile in the CPAS",
+             s409="conflict: version is not the current one (details.current_version) or a concurrent change "
+                  "(details.retry); builtin_profile; duplicate_description"),
+})
 def update_profile(path: ProfilePath, body: ProfileUpdate) -> Response:
+    """Change a profile, given the version last read; functions and includes left out stay as they are."""
     principal().require_cpas(path.cpas)
     done = service().change(principal().name, Admin.update_profile, path.cpas, path.profile_id, version=body.version,
                             description_fr=body.description_fr, description_nl=body.description_nl,
@@ -259,15 +417,25 @@ def update_profile(path: ProfilePath, body: ProfileUpdate) -> Response:
     return _changed(done.value.as_json())
 
 
-@admin_api.delete("/cpas/<cpas>/profiles/<int:profile_id>", responses={204: None, 409: ErrorResponse})
+@admin_api.delete("/cpas/<cpas>/profiles/<int:profile_id>", operation_id="deleteProfile", responses={
+    204: reply("deleted", headers=("X-Policy-Version",)),
+    **errors(404, 409, s404="unknown_cpas, or not_found: no such profile in the CPAS",
+             s409="profile_in_use: a user holds it or another profile includes it; builtin_profile; conflict: a "
+                  "concurrent change (details.retry)"),
+})
 def delete_profile(path: ProfilePath) -> Response:
+    """Delete a profile that no user holds and no profile includes."""
     principal().require_cpas(path.cpas)
     done = service().change(principal().name, Admin.delete_profile, path.cpas, path.profile_id)
     return _changed(None, 204, done.policy_version)
 
 
-@admin_api.get("/cpas/<cpas>/users")
+@admin_api.get("/cpas/<cpas>/users", operation_id="listUsers", responses={
+    200: reply("one page of users, by name then user id", UsersPage),
+    **errors(404),
+})
 def list_users(path: CpasPath, query: UsersQuery) -> Response:
+    """The CPAS's active (or inactive) users, searchable, a page at a time."""
     principal().require_cpas(path.cpas)
     page = service().read(lambda store: reads.users_page(store, path.cpas, query.lang, active=query.status == "active",
                                                          page=query.page, per_page=query.per_page, q=query.q or ""))
@@ -275,13 +443,21 @@ def list_users(path: CpasPath, query: UsersQuery) -> Response:
                   "per_page": page.per_page, "total": page.total})
 
 
-@admin_api.get("/cpas/<cpas>/users/<user>")
+@admin_api.get("/cpas/<cpas>/users/<user>", operation_id="getUser", responses={
+    200: reply("the user", UserResponse),
+    **errors(404, s404="unknown_cpas, or not_found: the user never logged in to the CPAS"),
+})
 def get_user(path: UserPath, query: LangQuery) -> Response:
+    """One user of the CPAS with their profiles."""
     principal().require_cpas(path.cpas)
     return _json(service().read(lambda store: reads.user_detail(store, path.cpas, path.user)).as_json(query.lang))
 
 
-@admin_api.put("/cpas/<cpas>/users/<user>/profiles", responses={409: ErrorResponse})
+@admin_api.put("/cpas/<cpas>/users/<user>/profiles", operation_id="assignProfiles", responses={
+    200: reply("the user with their profiles", UserResponse, headers=("X-Policy-Version",)),
+    **errors(404, 409, 413, s404="unknown_cpas, or not_found: the user never logged in to the CPAS",
+             s409="conflict: the user is inactive (reactivate first), or a concurrent change (details.retry)"),
+})
 def assign_profiles(path: UserPath, body: UserProfiles) -> Response:
     """Replace the user's profiles."""
     principal().require_cpas(path.cpas)
@@ -289,7 +465,10 @@ def assign_profiles(path: UserPath, body: UserProfiles) -> Response:
     return _changed(user.as_json(user.lang))
 
 
-@admin_api.post("/cpas/<cpas>/users/<user>/deactivate")
+@admin_api.post("/cpas/<cpas>/users/<user>/deactivate", operation_id="deactivateUser", responses={
+    200: reply("the user, inactive, with no profile", UserResponse, headers=("X-Policy-Version",)),
+    **errors(404, 409, s404="unknown_cpas, or not_found: the user never logged in to the CPAS"),
+})
 def deactivate(path: UserPath) -> Response:
     """Every profile removed, the user moves to the inactive list."""
     principal().require_cpas(path.cpas)
@@ -297,7 +476,10 @@ def deactivate(path: UserPath) -> Response:
     return _changed(user.as_json(user.lang))
 
 
-@admin_api.post("/cpas/<cpas>/users/<user>/reactivate")
+@admin_api.post("/cpas/<cpas>/users/<user>/reactivate", operation_id="reactivateUser", responses={
+    200: reply("the user, active, with no profile", UserResponse, headers=("X-Policy-Version",)),
+    **errors(404, 409, s404="unknown_cpas, or not_found: the user never logged in to the CPAS"),
+})
 def reactivate(path: UserPath) -> Response:
     """Back in the list, with no profile."""
     principal().require_cpas(path.cpas)
@@ -305,7 +487,10 @@ def reactivate(path: UserPath) -> Response:
     return _changed(user.as_json(user.lang))
 
 
-@admin_api.get("/cpas/<cpas>/audit")
+@admin_api.get("/cpas/<cpas>/audit", operation_id="listAudit", responses={
+    200: reply("one page of the trail, newest first", AuditPage),
+    **errors(404),
+})
 def audit(path: CpasPath, query: AuditQuery) -> Response:
     """Administrative changes of the CPAS, newest first."""
     principal().require_cpas(path.cpas)
@@ -319,7 +504,13 @@ def audit(path: CpasPath, query: AuditQuery) -> Response:
     })
 
 
-@admin_api.get("/cpas/<cpas>/policy.csv", responses={200: None})
+@admin_api.get("/cpas/<cpas>/policy.csv", operation_id="exportPolicy", responses={
+    200: reply("the catalog's p lines, then the CPAS's g lines (an inactive user's left out)",
+               headers=("Content-Disposition",), media_type="text/csv", schema={"type": "string"},
+               example="p, function:dossier.search, *, dossier.search, allow\n"
+                       "g, user:85073003328, profile:2, 0207196354\n"),
+    **errors(404),
+})
 def export_policy(path: CpasPath) -> Response:
     """The CPAS's policy as Casbin CSV, loadable with model.conf by any Casbin implementation."""
     principal().require_cpas(path.cpas)
@@ -329,13 +520,13 @@ def export_policy(path: CpasPath) -> Response:
     return response
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ())) or "body"
     return f"{where}: {err.get('msg', 'invalid')}"
 
 
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [
         {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors(include_url=False, include_input=False)
@@ -344,14 +535,14 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 def validation_error_response(exc: ValidationError) -> Response:
     """flask-openapi3 calls this for a request that fails its model: our envelope, status 400."""
-    message = _first_error(exc)
+    message = first_error(exc)
     if request.method in ("POST", "PUT", "PATCH") and request.get_json(silent=True) is None:
         message = (
             "the request body must be JSON with Content-Type: application/json"
             if not request.is_json
             else "the request body is not valid JSON"
         )
-    response = jsonify(envelope("invalid_request", message, _errors(exc)))
+    response = jsonify(envelope("invalid_request", message, validation_errors(exc)))
     response.status_code = 400
     return response
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import tempfile
@@ -280,13 +279,35 @@ def generate_cmd(scale: str | None, cpas_count: int | None, users: int | None, s
 def serve_cmd(host: str, port: int, workers: int, threads: int) -> None:
     """Run the server under gunicorn."""
     from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger
+
+    from .logs import configure as configure_logging
 
     settings = load_settings()  # fail early on bad settings
     # the process's logging is the server's to set, once, before gunicorn forks its workers (create_app
-    # leaves it alone: an application embedding the service keeps its own)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # leaves it alone: an application embedding the service keeps its own): JSON lines on standard output
+    try:
+        configure_logging(settings.log_level)
+    except ValueError as err:
+        _fail(f"AUTHZ_LOG_LEVEL={settings.log_level}: {err}")
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authz-metrics-")
+    from .telemetry import TelemetryConfig
+
+    try:
+        TelemetryConfig.from_environment()  # checked here; each worker starts its own exporters (create_app)
+    except ValueError as err:
+        _fail(str(err))
+
+    class JsonLogger(Logger):
+        """gunicorn's own lines (start, workers, errors) through the root logger, as JSON. Its access log
+        stays off: the request lines are ``authz.access``'s (AUTHZ_ACCESS_LOG), with request and trace ids."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for handler in list(self.error_log.handlers):
+                self.error_log.removeHandler(handler)
+            self.error_log.propagate = True
 
     class Server(BaseApplication):
         def load_config(self) -> None:
@@ -294,7 +315,12 @@ def serve_cmd(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", threads)
-            self.cfg.set("accesslog", "-" if settings.access_log else None)
+            self.cfg.set("logger_class", JsonLogger)
+            self.cfg.set("loglevel", settings.log_level.lower())
+            self.cfg.set("accesslog", None)
+            # the app is made in each worker, after the fork (never preloaded): its OpenTelemetry providers,
+            # export threads and connections are the worker's own
+            self.cfg.set("preload_app", False)
             self.cfg.set("child_exit", _child_exit)
 
         def load(self) -> Any:

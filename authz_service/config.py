@@ -55,7 +55,14 @@ class Settings(BaseSettings):
     # decided alike by all three
     max_inclusion_depth: int = Field(default=5, ge=1, le=7)
     log_level: str = "INFO"
-    access_log: bool = Field(default=True, description="gunicorn's access log on standard output")
+    access_log: bool = Field(
+        default=True, description="the request log: one JSON line per request on the authz.access logger"
+    )
+    decision_log: bool = Field(
+        default=False,
+        description="the decision log: one JSON line per decision (lean path, /enforce, each batch item), with "
+        "its explanation and policy version, on the authz.decisions logger",
+    )
 
     @field_validator("database_url")
     @classmethod

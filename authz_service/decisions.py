@@ -1,19 +1,29 @@
 """The one decision: every route that answers "may this user use this function in this CPAS?" (the lean
-``POST /enforce`` path, the Flask ``/enforce`` route, each item of ``/enforce/batch``) goes through
+``POST /enforce`` path, the Flask ``/enforce`` route, each item of ``/enforce/batch``, AuthZEN's
+``/access/v1/evaluation`` and each item of ``/access/v1/evaluations``) goes through
 :func:`decide`, so that the checks, their order and the count of decisions are written once.
 
 Order of the checks: the credential may use the CPAS (403), the function is in the catalog (400
 ``unknown_function``), the CPAS's policy is current (the version board and the caller's
 ``min_policy_version``: see ``Service.fresh_policy``; 503 when it cannot be) and exists (404
-``unknown_cpas``). The caller has already checked the ``enforce`` scope.
+``unknown_cpas``). The caller has already checked the ``enforce`` scope. With ``AUTHZ_DECISION_LOG`` on,
+each decision is also a line of the ``authz.decisions`` log, with its explanation (``logs.py``).
+
+Many decisions on one snapshot (``/enforce/batch``, AuthZEN's ``/access/v1/evaluations``):
+:func:`bring_up_to_date`, then ``decide`` on what it returns. The AuthZEN searches ask the same index the
+other way round (:func:`permitted_functions`, :func:`permitted_users`, :func:`permitted_cpas`), with the
+same checks in the same order; they are not decisions and are not counted as such.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from .engine import CpasPolicy, Decision
 from .errors import CpasUnknown, UnknownFunction, VersionNotReached
+from .logs import log_decision
 from .schemas import EnforceRequest
 from .security import Principal
 from .service import Service
@@ -43,6 +53,82 @@ def decide(
             raise VersionNotReached(req.cpas, req.min_policy_version, policy.version)
     if policy is None:
         raise CpasUnknown(req.cpas)
-    decision = policy.decide(req.user, req.function, explain=req.explain)
+    logged = service.settings.decision_log  # AUTHZ_DECISION_LOG: every decision, explained, on authz.decisions
+    decision = policy.decide(req.user, req.function, explain=req.explain or logged)
     service.metrics.decisions.labels("allow" if decision.allowed else "deny").inc()
+    if logged:
+        log_decision(principal, req, decision)
     return decision
+
+
+def bring_up_to_date(service: Service, requests: Iterable[EnforceRequest]) -> Mapping[str, CpasPolicy]:
+    """One policy snapshot for many decisions: each CPAS the requests name is brought up to date first (to
+    the highest ``min_policy_version`` asked of it), then every request is decided on the snapshot this
+    returns (``decide(..., policies)``). A CPAS that did not reach a version stays as the store has it:
+    ``decide`` refuses, with 503, only the requests that asked for more. Unavailable (503) when the policy
+    is not loaded or stale, or the store does not answer."""
+    wanted: dict[str, int] = {}
+    for req in requests:
+        wanted[req.cpas] = max(wanted.get(req.cpas, 0), req.min_policy_version)
+    for cpas, minimum in wanted.items():
+        with contextlib.suppress(VersionNotReached):
+            service.fresh_policy(cpas, minimum)
+    return service.snapshot().policies
+
+
+# -- searches: the same index and the same checks as decide(), turned around ------------------------------
+@dataclass(frozen=True)
+class Found:
+    """What a search found: identifiers sorted, the policy version each CPAS was read at, and, when
+    nothing can match because an identifier is unknown, why (``unknown_function``, ``unknown_cpas``)."""
+
+    ids: tuple[str, ...]
+    versions: Mapping[str, int] = field(default_factory=dict)
+    reason: str | None = None
+
+
+def permitted_functions(service: Service, principal: Principal, cpas: str, user: str, minimum: int = 0) -> Found:
+    """Every function ``decide`` allows this user in this CPAS (the user's effective functions)."""
+    principal.require_cpas(cpas)
+    policy = service.fresh_policy(cpas, minimum)
+    if policy is None:
+        return Found((), reason="unknown_cpas")
+    # a code of rule rows newer than this process's catalog would be refused by decide(): left out here too
+    codes = sorted(code for code in policy.view(user).functions if code in service.catalog)
+    return Found(tuple(codes), {cpas: policy.version})
+
+
+def permitted_users(service: Service, principal: Principal, cpas: str, function: str, minimum: int = 0) -> Found:
+    """Every user ``decide`` allows to use this function in this CPAS; the checks in decide's order."""
+    principal.require_cpas(cpas)
+    if function not in service.catalog:
+        return Found((), reason="unknown_function")
+    policy = service.fresh_policy(cpas, minimum)
+    if policy is None:
+        return Found((), reason="unknown_cpas")
+    return Found(policy.users_allowed(function), {cpas: policy.version})
+
+
+def permitted_cpas(service: Service, principal: Principal, user: str, function: str,
+                   minimums: Mapping[str, int] | None = None) -> Found:
+    """Every CPAS, among those the credential may use, where ``decide`` allows this user this function.
+    ``minimums``: a consistency token per CPAS (403 for a CPAS outside the credential's limit). A key
+    limited to some CPAS searches those; another key every CPAS this instance knows, plus those named in
+    ``minimums`` (a CPAS created on another host since the last poll is found once this one hears of it)."""
+    minimums = minimums or {}
+    for cpas in minimums:
+        principal.require_cpas(cpas)
+    if function not in service.catalog:
+        return Found((), reason="unknown_function")
+    known = service.snapshot().policies  # fail closed (503) even when there is nothing to look at
+    candidates = set(principal.cpas) if principal.cpas is not None else set(known)
+    ids: list[str] = []
+    versions: dict[str, int] = {}
+    for cpas in sorted(candidates.union(minimums)):
+        policy = service.fresh_policy(cpas, minimums.get(cpas, 0))
+        if policy is None:
+            continue
+        versions[cpas] = policy.version
+        if policy.allows(user, function):
+            ids.append(cpas)
+    return Found(tuple(ids), versions)

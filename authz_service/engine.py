@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from sys import intern
 from types import MappingProxyType
 
@@ -237,6 +238,18 @@ class CpasPolicy:
             profiles=self.profiles_of(user),
             functions=self.functions_of(user),
         )
+
+    @cached_property
+    def _subjects(self) -> tuple[str, ...]:
+        """Every user id this policy can allow, sorted: the CPAS's users, and any subject with links but
+        no user row (``functions_of`` decides those as Casbin would). Built on first use, never changed."""
+        linked = {node[len(USER):] for node in self._graph if node.startswith(USER)}
+        return tuple(sorted(linked.union(self._users)))
+
+    def users_allowed(self, function: str) -> tuple[str, ...]:
+        """The users whose decision on ``function`` is allow (exactly ``allows``: hierarchy, covering,
+        prerequisites, inactive users denied), sorted by id."""
+        return tuple(user for user in self._subjects if self.allows(user, function))
 
     def decide(self, user: str, function: str, *, explain: bool = False) -> Decision:
         allowed = self.allows(user, function)

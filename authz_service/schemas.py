@@ -1,5 +1,11 @@
 """JSON request and response models (pydantic). flask-openapi3 validates requests with them and builds
 ``/openapi.json`` from the same classes. Request bodies are strict: wrong types are refused, not coerced.
+
+The response models are documentation only: the routes answer the dicts of ``reads.py``'s ``as_json``
+methods (and of ``api.py``), and these models mirror them field for field (tests/test_openapi_client.py
+and tests/test_openapi_fuzz.py check the answers against the served document). JSON-schema extras
+(``pattern``, ``example``) describe what the validators accept without adding a validation of their own,
+so that the error messages stay ours.
 """
 
 from __future__ import annotations
@@ -8,7 +14,10 @@ import copy
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, TypeAdapter
+from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
+from pydantic_core import CoreSchema
+from typing_extensions import TypeAliasType
 
 from .catalog import REGIONS
 from .inputs import CONTROL, clean_text
@@ -17,6 +26,10 @@ from .inputs import CONTROL, clean_text
 USER_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")
 FUNCTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*\Z")
 KBO_RE = re.compile(r"^([01][0-9]{3})\.?([0-9]{3})\.?([0-9]{3})\Z")  # [0-9]: \d would take "٢" (Arabic-Indic)
+# the same rules as JSON-schema patterns (ECMA-262: "$" is the end of the text)
+KBO_PATTERN = r"^[01][0-9]{3}\.?[0-9]{3}\.?[0-9]{3}$"
+USER_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+FUNCTION_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
 
 
 def parse_kbo(value: str) -> str:
@@ -30,7 +43,7 @@ def parse_kbo(value: str) -> str:
     return digits
 
 
-def _user(value: str) -> str:
+def user_id_rule(value: str) -> str:
     if not USER_RE.fullmatch(value):
         raise ValueError("a user id is 1-128 characters of A-Z a-z 0-9 . _ : @ -")
     return value
@@ -72,18 +85,47 @@ def _required_name(value: str) -> str:
     return value
 
 
-Kbo = Annotated[str, AfterValidator(parse_kbo)]
-UserId = Annotated[str, AfterValidator(_user)]
-FunctionCode = Annotated[str, AfterValidator(_function)]
+def omitted(schema: dict[str, Any]) -> None:
+    """For a field that is left out rather than null: no ``default: null`` in its schema."""
+    schema.pop("default", None)
+
+
+class ShownAs:
+    """``Annotated[T, ShownAs(U)]``: validated as ``T``, documented as ``U`` (e.g. the items of a batch,
+    each validated on its own by the route, documented as BatchItem)."""
+
+    def __init__(self, shown: Any) -> None:
+        self.shown = shown
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return handler(TypeAdapter(self.shown).core_schema)
+
+
+Kbo = Annotated[str, AfterValidator(parse_kbo), Field(json_schema_extra={
+    "pattern": KBO_PATTERN, "example": "0207196354",
+    "description": "a Belgian enterprise number (KBO/BCE): 10 ASCII digits, the first 0 or 1, optionally "
+                   "written with dots (0207.196.354); the last two digits must equal 97 - (the first eight "
+                   "mod 97), which the pattern cannot say (0212345678 is refused with 400)",
+})]
+UserId = Annotated[str, AfterValidator(user_id_rule), Field(json_schema_extra={
+    "pattern": USER_PATTERN, "example": "85073003328",
+    "description": "the identity provider's subject id: 1 to 128 ASCII characters of A-Z a-z 0-9 . _ : @ - "
+                   "(case-sensitive)",
+})]
+FunctionCode = Annotated[str, AfterValidator(_function), Field(json_schema_extra={
+    "pattern": FUNCTION_PATTERN, "maxLength": 200, "example": "dossier.search",
+    "description": "a function code of the catalog (GET /catalog); another code is 400 unknown_function",
+})]
 Description = Annotated[str | None, Field(default=None, max_length=200), AfterValidator(_text)]
 Name = Annotated[str, Field(max_length=200), AfterValidator(_name)]
 RequiredName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_required_name)]
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
-Lang = Literal["fr", "nl", "de"]
+# named, so that the document (and a client generated from it) has one Lang and one Region
+Lang = TypeAliasType("Lang", Literal["fr", "nl", "de"])
 # the consistency token: the CPAS's policy_version from a change's answer (or a decision's)
 MinVersion = Annotated[int, Field(ge=0, le=2**62, description="answer from this policy version or newer "
                                   "(the policy_version of a change's answer); 503 if not reachable in time")]
-Region = Literal[REGIONS]  # type: ignore[valid-type]
+Region = TypeAliasType("Region", Literal[REGIONS])  # type: ignore[valid-type]
 
 
 class Body(BaseModel):
@@ -149,34 +191,60 @@ class AuditQuery(Params):
     per_page: int = Field(default=50, ge=1, le=500)
 
 
+class ConditionalHeaders(Params):
+    """The functions route's conditional request header, for the document: the route reads it through
+    Werkzeug (``request.if_none_match``); every other header goes through untouched."""
+
+    model_config = ConfigDict(extra="ignore")
+    if_none_match: str | SkipJsonSchema[None] = Field(
+        default=None, alias="If-None-Match", json_schema_extra=omitted,
+        description="an ETag of an earlier answer (or *): 304 Not Modified, with no body, while it still holds",
+    )
+
+
 # -- bodies -----------------------------------------------------------------------------------------
+_ENFORCE_EXAMPLE = {"cpas": "0207196354", "user": "96031220418", "function": "help_request.list", "explain": True}
+
+
 class EnforceRequest(Body):
+    model_config = ConfigDict(strict=True, extra="forbid", openapi_extra={  # type: ignore[typeddict-unknown-key]
+        "example": _ENFORCE_EXAMPLE,
+    })
     cpas: Kbo
     user: UserId
     function: FunctionCode
-    explain: bool = False
+    explain: bool = Field(default=False, description="add an explanation of the decision")
     min_policy_version: MinVersion = 0
 
 
-class BatchItem(BaseModel):
-    """Documented shape of one item; each item is validated on its own as an EnforceRequest, so that
-    one bad item gets its own error."""
+class BatchItem(EnforceRequest):
+    """One item of a batch: the fields of POST /enforce and an optional id. Each item is checked on its
+    own: one that breaks these rules (or is not an object) gets allowed: false and its own error in the
+    results, and the other items are decided."""
 
-    model_config = ConfigDict(extra="allow")
-    id: str | int | None = None
-    cpas: str | None = None
-    user: str | None = None
-    function: str | None = None
-    min_policy_version: int | None = None
+    model_config = ConfigDict(strict=True, extra="forbid")
+    id: Any = Field(default=None, description="any JSON value, echoed back in the item's result (null when absent)")
 
 
 class BatchRequest(Body):
+    model_config = ConfigDict(strict=True, extra="forbid", openapi_extra={  # type: ignore[typeddict-unknown-key]
+        "example": {"requests": [
+            {"id": "a", "cpas": "0207196354", "user": "85073003328", "function": "dossier.search"},
+            {"id": "b", "cpas": "0207196354", "user": "85073003328", "function": "no.such"},
+        ]},
+    })
     # items are checked one by one in the route, so that one bad item (even a non-object) gets its own error
-    requests: list[Any] = Field(description="at most AUTHZ_BATCH_LIMIT (1000) items, each a BatchItem")
+    requests: Annotated[list[Any], ShownAs(list[BatchItem]), Field(
+        description="at most AUTHZ_BATCH_LIMIT (1000) items (413 past it), answered in this order; an item that "
+                    "is not a valid BatchItem gets allowed: false and its own error, without failing the others",
+    )]
 
 
 class UserSeen(Body):
-    name: Name = ""
+    model_config = ConfigDict(strict=True, extra="forbid", openapi_extra={  # type: ignore[typeddict-unknown-key]
+        "example": {"name": "Marie LEBLANC", "lang": "fr"},
+    })
+    name: Name = Field(default="", description="a blank name keeps the stored one")
     lang: Lang = "fr"
 
 
@@ -195,11 +263,11 @@ class ProfileCreate(Body):
 
 
 class ProfileUpdate(Body):
-    version: int = Field(ge=1)  # compared in Python, never sent to the database
+    version: int = Field(ge=1, description="the version last read (409 conflict when it is no longer current)")
     description_fr: Description
     description_nl: Description
-    functions: list[FunctionCode] | None = Field(default=None, max_length=2000)
-    includes: list[Id] | None = Field(default=None, max_length=200)
+    functions: list[FunctionCode] | None = Field(default=None, max_length=2000, description="null: unchanged")
+    includes: list[Id] | None = Field(default=None, max_length=200, description="null: unchanged")
 
 
 class UserProfiles(Body):
@@ -207,13 +275,24 @@ class UserProfiles(Body):
 
 
 # -- responses (documentation) ----------------------------------------------------------------------
+# Fields that an answer leaves out (rather than sends as null) are typed ``X | SkipJsonSchema[None]``
+# with ``omitted``: optional in the document, never null.
+Version = Annotated[int, Field(description="the CPAS's policy version (consistency token: pass it as "
+                                           "min_policy_version)")]
+
+
 class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: Any = None
+    code: str = Field(description="stable, machine-readable: invalid_request, unknown_function, unauthenticated, "
+                                  "forbidden, unknown_cpas, not_found, profile_in_use, builtin_profile, conflict, "
+                                  "duplicate_description, payload_too_large, unavailable...")
+    message: str = Field(description="human text; may change")
+    details: Any = Field(default=None, json_schema_extra=omitted,
+                         description="present only when there is something to add")
 
 
 class ErrorResponse(BaseModel):
+    """The error envelope of every answer outside 2xx and 304."""
+
     error: ErrorBody
 
 
@@ -225,19 +304,25 @@ class Explanation(BaseModel):
 
 class EnforceResponse(BaseModel):
     allowed: bool
-    policy_version: int
-    explanation: Explanation | None = None
+    policy_version: Version
+    explanation: Explanation | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=omitted, description='present only with "explain": true')
 
 
 class BatchResult(BaseModel):
-    id: Any = None
+    """A decided item has ``policy_version`` (and ``explanation`` when asked); a refused one has
+    ``allowed: false`` and ``error``."""
+
+    id: Any = Field(description="the item's id as given, null when absent")
     allowed: bool
-    policy_version: int | None = None
-    error: ErrorBody | None = None
+    policy_version: int | SkipJsonSchema[None] = Field(default=None, json_schema_extra=omitted)
+    explanation: Explanation | SkipJsonSchema[None] = Field(default=None, json_schema_extra=omitted)
+    error: ErrorBody | SkipJsonSchema[None] = Field(default=None, json_schema_extra=omitted)
 
 
 class BatchResponse(BaseModel):
-    policy_version: int
+    policy_version: int = Field(description="the CPAS's version when the decided items concern one CPAS, the "
+                                            "highest of their versions otherwise, 0 when no item was decided")
     results: list[BatchResult]
 
 
@@ -250,15 +335,152 @@ class UserFunctionsResponse(BaseModel):
     cpas: str
     user: str
     active: bool
-    policy_version: int
+    policy_version: Version
     profiles: list[ProfileRef]
-    functions: list[str]
+    functions: list[str] = Field(description="the effective function codes, sorted")
 
 
 class UserResponse(BaseModel):
     user: str
     name: str
-    lang: str
+    lang: Lang
     active: bool
     profiles: list[ProfileRef]
     policy_version: int = Field(description="the CPAS's policy version after the change (consistency token)")
+
+
+class UserItem(BaseModel):
+    """A line of the users list."""
+
+    user: str
+    name: str
+    lang: Lang
+    active: bool
+    profiles: list[ProfileRef]
+
+
+class UsersPage(BaseModel):
+    items: list[UserItem]
+    page: int
+    per_page: int
+    total: int = Field(description="every match, on every page")
+
+
+class CpasResponse(BaseModel):
+    cpas: str
+    name_fr: str
+    name_nl: str
+    region: Region
+    policy_version: Version
+
+
+class ProfileSummary(BaseModel):
+    """A line of the profiles list."""
+
+    id: int
+    description_fr: str | None
+    description_nl: str | None
+    builtin: bool
+    version: int
+    functions_count: int
+    users_count: int
+
+
+class ProfileUser(BaseModel):
+    user: str
+    name: str
+
+
+class ProfileResponse(BaseModel):
+    id: int
+    description_fr: str | None
+    description_nl: str | None
+    builtin: bool
+    version: int = Field(description="the profile's own edit counter (send it back with PUT)")
+    functions: list[str]
+    includes: list[int]
+    users: list[ProfileUser]
+    missing_prerequisites: dict[str, list[str]]
+    policy_version: Version
+
+
+class Prerequisite(BaseModel):
+    code: str
+    reason: str
+
+
+class CatalogFunction(BaseModel):
+    type: Literal["function"]
+    code: str
+    label: str
+    selectable: bool
+    covers: list[str]
+    requires: list[Prerequisite]
+    in_manual: bool
+
+
+class CatalogGroup(BaseModel):
+    type: Literal["group"]
+    code: str
+    label: str
+    implied: bool
+    in_manual: bool
+    children: list[CatalogNode]
+
+
+CatalogNode = Annotated[CatalogGroup | CatalogFunction, Field(discriminator="type")]
+CatalogGroup.model_rebuild()
+
+
+class CatalogResponse(BaseModel):
+    version: str
+    lang: Lang
+    tree: list[CatalogNode]
+
+
+class TemplateName(BaseModel):
+    fr: str
+    nl: str
+    de: str | None
+
+
+class Template(BaseModel):
+    code: str
+    names: dict[str, TemplateName] = Field(description="by region: the asked region only, or every region")
+    name: str | None = Field(description="the name in the asked region and language; null without a region")
+    functions: list[str]
+
+
+class TemplatesResponse(BaseModel):
+    region: Region | None
+    templates: list[Template]
+
+
+class AuditItem(BaseModel):
+    at: str = Field(json_schema_extra={"format": "date-time"})
+    actor: str
+    action: str
+    target: str
+    before: Any = Field(description="what changed, before (null on creation)")
+    after: Any = Field(description="what changed, after (null on deletion)")
+
+
+class AuditPage(BaseModel):
+    items: list[AuditItem]
+    page: int
+    per_page: int
+    total: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    cpas_loaded: int
+
+
+class NotReady(BaseModel):
+    status: Literal["unavailable"]
+    problems: list[str]

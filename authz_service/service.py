@@ -33,6 +33,7 @@ from .errors import (
     VersionNotReached,
 )
 from .freshness import EVERYTHING, slot_of
+from .logs import log_change
 from .notify import make_notifier
 from .security import Principal, authenticate_key
 from .store import Store
@@ -105,8 +106,14 @@ class Service:
                **kwargs: P.kwargs) -> Changed[T]:
         """Run one use case of ``Admin`` (``Admin.update_profile``, ...) in one transaction, then bring
         the engine and the other workers and instances up to date: the one way a route changes anything."""
-        with self.admin(actor) as admin:
-            value = use_case(admin, *args, **kwargs)
+        admin: Admin | None = None
+        try:
+            with self.admin(actor) as admin:
+                value = use_case(admin, *args, **kwargs)
+        except Exception as exc:
+            log_change(actor, use_case.__name__, admin, exc)  # one line per change, on authz.changes
+            raise
+        log_change(actor, use_case.__name__, admin)
         return Changed(value, admin.policy_version)
 
     @contextmanager

@@ -128,3 +128,12 @@ def test_session_key_is_shared_by_every_worker(settings: Any, overrides: dict[st
     finally:
         first.extensions["authz"].close()
         second.extensions["authz"].close()
+
+
+def test_ready_without_poller_or_notifications(app: Any, service: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polling off and notifications off (one host): decisions never go stale, and neither does readiness
+    (it said "the policy has not been refreshed recently" 15 s after the last sync)."""
+    assert service.settings.poll_interval == 0 and service.notifier.kind == "off"
+    ahead = service.settings.max_staleness + 1
+    monkeypatch.setattr(service.engine, "clock", lambda: time.monotonic() + ahead)
+    assert app.test_client().get("/readyz").status_code == 200
