@@ -403,7 +403,7 @@ class Admin:
     def _audit_account(self, row: AdminAccount, action: str, after: dict[str, Any]) -> None:
         """One row in each CPAS of the account, so that its Admin-Logs show it (one without a CPAS for an
         operator)."""
-        for cpas in list(row.cpas) if row.cpas else [None]:
+        for cpas in sorted(row.cpas) if row.cpas else [None]:  # one order: no two sign-ins lock chains crosswise
             self.store.audit(cpas, self.actor, action, f"admin:{row.username}", None, after)
 
 

@@ -3,6 +3,9 @@
 Each route declares, for ``/openapi.json``, every status it can answer with its schema (``reply`` and
 ``errors``: the response models of ``schemas.py``, the error envelope), the headers of its answers and a
 stable ``operation_id``; ``documented_schemas`` hands ``create_app`` the components they name.
+
+Every administrative change takes ``?dry_run=true``: the same use case through ``Service.preview`` instead
+of ``Service.change``, answered 200 with its impact (``DryRunResponse``), or with the change's own error.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from flask import Response, current_app, g, jsonify, request
 from flask_openapi3 import APIBlueprint, OpenAPI, Tag
@@ -39,6 +43,8 @@ from .schemas import (
     CpasCreate,
     CpasPath,
     CpasResponse,
+    DryRunQuery,
+    DryRunResponse,
     EnforceRequest,
     EnforceResponse,
     ErrorResponse,
@@ -60,8 +66,11 @@ from .schemas import (
     UsersQuery,
 )
 from .security import Principal
-from .service import Service
+from .service import Changed, Previewed, Service
 from .store import policy_csv
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 SECURITY: list[dict[str, list[str]]] = [{"api_key": []}]
 # the admin routes also take the admin UI's session (docs/api.md); a change made so needs X-CSRFToken
@@ -85,20 +94,50 @@ HEADERS: dict[str, dict[str, Any]] = {
 
 def reply(description: str, model: type[BaseModel] | None = None, *, many: bool = False,
           headers: tuple[str, ...] = (), media_type: str = "application/json", schema: dict[str, Any] | None = None,
-          example: Any = None) -> dict[str, Any]:
+          example: Any = None, or_dry_run: bool = False) -> dict[str, Any]:
     """One documented answer: ``model`` (a list of them with ``many``) or a plain ``schema`` in
-    ``media_type``, or no body; ``headers`` named from HEADERS, each always sent."""
+    ``media_type``, or no body; ``headers`` named from HEADERS, each always sent. ``or_dry_run``: the same
+    status also answers a dry run (``dry_run_reply``): the body is either, and the headers are not sent then."""
     answer: dict[str, Any] = {"description": description}
     if model is not None:
         _DOCUMENTED[model.__name__] = model
         schema = {"$ref": OPENAPI3_REF_TEMPLATE.format(model=model.__name__)}
         if many:
             schema = {"type": "array", "items": schema}
+    media: dict[str, Any] = {}
+    if or_dry_run:
+        _DOCUMENTED[DryRunResponse.__name__] = DryRunResponse
+        answer["description"] += "; with dry_run=true, the change's impact, nothing changed (DryRunResponse)"
+        schema = {"oneOf": [schema, {"$ref": OPENAPI3_REF_TEMPLATE.format(model=DryRunResponse.__name__)}]}
+        media["examples"] = {"dry_run": {"summary": "dry_run=true", "value": DRY_RUN_EXAMPLE}}
+        if example is not None:
+            media["examples"]["change"] = {"summary": "the change", "value": example}
+    elif example is not None:
+        media["example"] = example
     if schema is not None:
-        answer["content"] = {media_type: {"schema": schema} | ({"example": example} if example is not None else {})}
+        answer["content"] = {media_type: {"schema": schema} | media}
     if headers:
-        answer["headers"] = {name: {**HEADERS[name], "required": True} for name in headers}
+        answer["headers"] = {name: {**HEADERS[name], "required": not or_dry_run} for name in headers}
+        if or_dry_run:
+            answer["headers"] = {name: {**header, "description": header["description"] + " (not on a dry run)"}
+                                 for name, header in answer["headers"].items()}
     return answer
+
+
+# the demo's profile RMC-1 with "help_request.list" in place of "forms.list": Thomas, who holds it, loses the
+# forms list and would hold the help-request list without "dossier.search", which it needs
+DRY_RUN_EXAMPLE = {
+    "dry_run": True, "policy_version": 34, "impact": {
+        "users": [{"user": "93061517116", "name": "Thomas GOOSSENS", "gains": [], "loses": ["forms.list"],
+                   "unusable": [{"function": "help_request.list", "missing_prerequisites": ["dossier.search"]}]}],
+        "summary": {"users_affected": 1, "functions_gained": 0, "functions_lost": 1}},
+}
+
+
+def dry_run_reply() -> dict[str, Any]:
+    """The answer of a change sent with ``dry_run=true``, where the change itself answers another status."""
+    return reply("dry_run=true: the change's impact; nothing was changed (no X-Policy-Version: no policy has "
+                 "that version)", DryRunResponse, example=DRY_RUN_EXAMPLE)
 
 
 ERROR_TEXT = {
@@ -188,6 +227,19 @@ def _json(body: Any, status: int = 200) -> Response:
     response = jsonify(body)
     response.status_code = status
     return response
+
+
+def _change(query: DryRunQuery, use_case: Callable[Concatenate[Admin, P], T], *args: P.args,
+            **kwargs: P.kwargs) -> Changed[T] | Previewed[T]:
+    """The change, as the caller; with ``dry_run``, its dry run (``Service.preview``)."""
+    if query.dry_run:
+        return service().preview(principal().name, use_case, *args, **kwargs)
+    return service().change(principal().name, use_case, *args, **kwargs)
+
+
+def _dry_run(done: Previewed[Any]) -> Response:
+    """A dry run's answer: the impact, without X-Policy-Version (no policy has that version)."""
+    return _json({"dry_run": True, "policy_version": done.policy_version, "impact": done.impact.as_json()})
 
 
 # -- decisions ----------------------------------------------------------------------------------------
@@ -352,14 +404,17 @@ def templates(query: TemplatesQuery) -> Response:
 
 
 @admin_api.post("/cpas", operation_id="createCpas", responses={
+    200: dry_run_reply(),
     201: reply("the new CPAS", CpasResponse, headers=("X-Policy-Version",)),
     **errors(409, 413, s403="forbidden: not an operator's credential (an admin key without CPAS limit)",
              s409="conflict: the CPAS exists, or a change that collided with a concurrent one (details.retry)"),
 })
-def create_cpas(body: CpasCreate) -> Response:
+def create_cpas(query: DryRunQuery, body: CpasCreate) -> Response:
     """Operator only: a new CPAS, with its built-in profile "Tous les accès / Alle toegangen"."""
     principal().require_operator()
-    done = service().change(principal().name, Admin.create_cpas, body.cpas, body.name_fr, body.name_nl, body.region)
+    done = _change(query, Admin.create_cpas, body.cpas, body.name_fr, body.name_nl, body.region)
+    if isinstance(done, Previewed):
+        return _dry_run(done)
     return _changed(done.value.as_json(), 201)
 
 
@@ -377,15 +432,18 @@ def list_profiles(path: CpasPath) -> Response:
 @admin_api.post("/cpas/<cpas>/profiles", operation_id="createProfile", description=(
     "Functions whose prerequisites the profile lacks are accepted: missing_prerequisites says which (they are "
     "denied until the prerequisites are granted)."), responses={
+    200: dry_run_reply(),
     201: reply("the new profile (as GET)", ProfileResponse, headers=("Location", "X-Policy-Version")),
     **errors(404, 409, 413, s409="duplicate_description: another profile of the CPAS has this description; "
                                  "conflict: a concurrent change (details.retry)"),
 })
-def create_profile(path: CpasPath, body: ProfileCreate) -> Response:
+def create_profile(path: CpasPath, query: DryRunQuery, body: ProfileCreate) -> Response:
     """A new profile: descriptions, functions granted directly, included profiles."""
     principal().require_cpas(path.cpas)
-    done = service().change(principal().name, Admin.create_profile, path.cpas, description_fr=body.description_fr,
-                            description_nl=body.description_nl, functions=body.functions, includes=body.includes)
+    done = _change(query, Admin.create_profile, path.cpas, description_fr=body.description_fr,
+                   description_nl=body.description_nl, functions=body.functions, includes=body.includes)
+    if isinstance(done, Previewed):
+        return _dry_run(done)
     response = _changed(done.value.as_json(), 201)
     response.headers["Location"] = f"/cpas/{path.cpas}/profiles/{done.value.id}"
     return response
@@ -403,30 +461,36 @@ def get_profile(path: ProfilePath) -> Response:
 
 
 @admin_api.put("/cpas/<cpas>/profiles/<int:profile_id>", operation_id="updateProfile", responses={
-    200: reply("the profile, its version one higher", ProfileResponse, headers=("X-Policy-Version",)),
+    200: reply("the profile, its version one higher", ProfileResponse, headers=("X-Policy-Version",),
+               or_dry_run=True),
     **errors(404, 409, 413, s404="unknown_cpas, or not_found: no such profile in the CPAS",
              s409="conflict: version is not the current one (details.current_version) or a concurrent change "
                   "(details.retry); builtin_profile; duplicate_description"),
 })
-def update_profile(path: ProfilePath, body: ProfileUpdate) -> Response:
+def update_profile(path: ProfilePath, query: DryRunQuery, body: ProfileUpdate) -> Response:
     """Change a profile, given the version last read; functions and includes left out stay as they are."""
     principal().require_cpas(path.cpas)
-    done = service().change(principal().name, Admin.update_profile, path.cpas, path.profile_id, version=body.version,
-                            description_fr=body.description_fr, description_nl=body.description_nl,
-                            functions=body.functions, includes=body.includes)
+    done = _change(query, Admin.update_profile, path.cpas, path.profile_id, version=body.version,
+                   description_fr=body.description_fr, description_nl=body.description_nl,
+                   functions=body.functions, includes=body.includes)
+    if isinstance(done, Previewed):
+        return _dry_run(done)
     return _changed(done.value.as_json())
 
 
 @admin_api.delete("/cpas/<cpas>/profiles/<int:profile_id>", operation_id="deleteProfile", responses={
+    200: dry_run_reply(),
     204: reply("deleted", headers=("X-Policy-Version",)),
     **errors(404, 409, s404="unknown_cpas, or not_found: no such profile in the CPAS",
              s409="profile_in_use: a user holds it or another profile includes it; builtin_profile; conflict: a "
                   "concurrent change (details.retry)"),
 })
-def delete_profile(path: ProfilePath) -> Response:
+def delete_profile(path: ProfilePath, query: DryRunQuery) -> Response:
     """Delete a profile that no user holds and no profile includes."""
     principal().require_cpas(path.cpas)
-    done = service().change(principal().name, Admin.delete_profile, path.cpas, path.profile_id)
+    done = _change(query, Admin.delete_profile, path.cpas, path.profile_id)
+    if isinstance(done, Previewed):
+        return _dry_run(done)
     return _changed(None, 204, done.policy_version)
 
 
@@ -454,37 +518,43 @@ def get_user(path: UserPath, query: LangQuery) -> Response:
 
 
 @admin_api.put("/cpas/<cpas>/users/<user>/profiles", operation_id="assignProfiles", responses={
-    200: reply("the user with their profiles", UserResponse, headers=("X-Policy-Version",)),
+    200: reply("the user with their profiles", UserResponse, headers=("X-Policy-Version",), or_dry_run=True),
     **errors(404, 409, 413, s404="unknown_cpas, or not_found: the user never logged in to the CPAS",
              s409="conflict: the user is inactive (reactivate first), or a concurrent change (details.retry)"),
 })
-def assign_profiles(path: UserPath, body: UserProfiles) -> Response:
+def assign_profiles(path: UserPath, query: DryRunQuery, body: UserProfiles) -> Response:
     """Replace the user's profiles."""
     principal().require_cpas(path.cpas)
-    user = service().change(principal().name, Admin.set_user_profiles, path.cpas, path.user, body.profiles).value
-    return _changed(user.as_json(user.lang))
+    done = _change(query, Admin.set_user_profiles, path.cpas, path.user, body.profiles)
+    if isinstance(done, Previewed):
+        return _dry_run(done)
+    return _changed(done.value.as_json(done.value.lang))
 
 
 @admin_api.post("/cpas/<cpas>/users/<user>/deactivate", operation_id="deactivateUser", responses={
-    200: reply("the user, inactive, with no profile", UserResponse, headers=("X-Policy-Version",)),
+    200: reply("the user, inactive, with no profile", UserResponse, headers=("X-Policy-Version",), or_dry_run=True),
     **errors(404, 409, s404="unknown_cpas, or not_found: the user never logged in to the CPAS"),
 })
-def deactivate(path: UserPath) -> Response:
+def deactivate(path: UserPath, query: DryRunQuery) -> Response:
     """Every profile removed, the user moves to the inactive list."""
     principal().require_cpas(path.cpas)
-    user = service().change(principal().name, Admin.deactivate_user, path.cpas, path.user).value
-    return _changed(user.as_json(user.lang))
+    done = _change(query, Admin.deactivate_user, path.cpas, path.user)
+    if isinstance(done, Previewed):
+        return _dry_run(done)
+    return _changed(done.value.as_json(done.value.lang))
 
 
 @admin_api.post("/cpas/<cpas>/users/<user>/reactivate", operation_id="reactivateUser", responses={
-    200: reply("the user, active, with no profile", UserResponse, headers=("X-Policy-Version",)),
+    200: reply("the user, active, with no profile", UserResponse, headers=("X-Policy-Version",), or_dry_run=True),
     **errors(404, 409, s404="unknown_cpas, or not_found: the user never logged in to the CPAS"),
 })
-def reactivate(path: UserPath) -> Response:
+def reactivate(path: UserPath, query: DryRunQuery) -> Response:
     """Back in the list, with no profile."""
     principal().require_cpas(path.cpas)
-    user = service().change(principal().name, Admin.reactivate_user, path.cpas, path.user).value
-    return _changed(user.as_json(user.lang))
+    done = _change(query, Admin.reactivate_user, path.cpas, path.user)
+    if isinstance(done, Previewed):
+        return _dry_run(done)
+    return _changed(done.value.as_json(done.value.lang))
 
 
 @admin_api.get("/cpas/<cpas>/audit", operation_id="listAudit", responses={

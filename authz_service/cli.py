@@ -244,6 +244,42 @@ def create_admin_cmd(username: str, cpas_list: tuple[str, ...], operator: bool, 
     click.echo(f"admin '{username}' created")
 
 
+@main.command("verify-audit")
+@click.option("--cpas", default=None, help="only this CPAS's chain")
+def verify_audit_cmd(cpas: str | None) -> None:
+    """Check that no audit row was changed, deleted, inserted or moved: walk each chain (one per CPAS,
+    one for the rows without a CPAS) and report the first broken link of each; exit status 1 if any."""
+    from .reads import check_audit_chain, check_audit_chains
+
+    settings = load_settings()
+    try:
+        only = parse_kbo(cpas) if cpas is not None else None
+    except ValueError as err:
+        _fail(str(err))
+    database = Database(settings.database_url, board=settings.version_board or None)
+    try:
+        with database.reading() as session:
+            store = Store(session)
+            if only is not None and store.get_cpas(only) is None:
+                _fail(f"CPAS {only} is not known to the service")
+            checks = [check_audit_chain(store, only)] if only is not None else check_audit_chains(store)
+    finally:
+        database.dispose()
+    rows = sum(c.rows for c in checks)
+    broken = [c.broken for c in checks if c.broken is not None]
+    for found in broken:
+        click.echo(f"broken: {found.describe()}")
+    if broken:
+        click.echo(f"{len(broken)} of {_count(len(checks), 'chain')} broken "
+                   f"({_count(rows, 'row')} before the breaks hold)")
+        sys.exit(1)
+    click.echo(f"ok: {_count(rows, 'row')} in {_count(len(checks), 'chain')}")
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 @main.command("generate")
 @click.option("--scale", type=click.Choice(["national"]), default=None, help="580 CPAS, 20,000 users")
 @click.option("--cpas", "cpas_count", type=int, default=None, help="this many CPAS instead (users in proportion)")

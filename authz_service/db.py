@@ -94,7 +94,10 @@ class Database:
                 _checkout_deadline.reset(token)
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, *, commit: bool = True) -> Iterator[Session]:
+        """A write transaction. ``commit=False``: a rehearsal (``Service.preview``), the same transaction
+        with the same locks, rolled back at the end whatever happens: nothing is written and, the commit
+        hook never running, nothing is announced on the version board."""
         session = self.sessions()
         try:
             if self.is_sqlite:
@@ -102,6 +105,9 @@ class Database:
             else:
                 self._connect(session)
             yield session
+            if not commit:
+                session.rollback()
+                return
             session.flush()  # a failure up to here left nothing behind; only the COMMIT itself can be lost
             try:
                 session.commit()

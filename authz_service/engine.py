@@ -6,14 +6,17 @@ as pycasbin's role manager), a function is allowed when one of its allow roles i
 of its deny roles (prerequisites) is held too. No Flask, no SQL here: ``store.py`` feeds it rows.
 
 Each CPAS index is immutable; a change builds a new one beside it and swaps the reference, so a
-concurrent decision sees either the old or the new policy, never a half-built one.
+concurrent decision sees either the old or the new policy, never a half-built one. A change made here
+need not rebuild the whole CPAS: ``CpasPolicy.with_changes`` derives the new index from the old one and
+the rows of the subjects the change wrote (``Touched``), recomputing only the users who reach them and
+sharing every other entry with the old index; the result is what a full build from the same rows gives.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from sys import intern
@@ -130,6 +133,19 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class Touched:
+    """What one committed transaction wrote in one CPAS, as the store saw it written: every subject
+    (``user:U``, ``profile:P``) whose ``g`` rows or user row it changed, and the CPAS's policy version
+    before its first change and after its last. The policy at ``since`` with these subjects' rows read
+    again is the policy at ``version``, provided no other change came in between: the store's version
+    says whether one did."""
+
+    since: int
+    version: int
+    subjects: frozenset[str]
+
+
+@dataclass(frozen=True)
 class UserView:
     known: bool
     active: bool
@@ -198,6 +214,112 @@ class CpasPolicy:
             cached = self._functions_of_roles(self._reachable(subject))
             self._by_profiles[key] = cached
         return cached
+
+    # -- deriving ---------------------------------------------------------------------------------
+    @cached_property
+    def _holders(self) -> Mapping[str, frozenset[str]] | None:
+        """The links read the other way, for every role that is not a function: role -> the subjects
+        linked to it. None when the links leave the shape the use cases write (a function with links of
+        its own, a link to a user): a change is then rebuilt in full. Built on first use (the first change
+        after a full build), then carried from policy to derived policy."""
+        holders: dict[str, set[str]] = {}
+        for child, parents in self._graph.items():
+            if child.startswith(FUNCTION):
+                return None
+            for parent in parents:
+                if parent.startswith(FUNCTION):
+                    continue
+                if parent.startswith(USER):
+                    return None
+                holders.setdefault(parent, set()).add(child)
+        return {k: frozenset(v) for k, v in holders.items()}
+
+    def with_changes(
+        self,
+        version: int,
+        links: Mapping[str, Collection[str]],
+        users: Mapping[str, bool | None],
+        descriptions: Mapping[int, tuple[str | None, str | None]],
+    ) -> CpasPolicy | None:
+        """This policy with the changes of one or more transactions applied: a new policy equal to a full
+        build from the rows as they now are, this one untouched. ``links``: every subject whose ``g``
+        rows changed, with all its parents now (none: it has no rows left); ``users``: every user whose
+        row may have changed, with its active flag now (None: no row); ``descriptions``: every profile's.
+        Only the users who reach a changed subject are computed again (through at most ``MAX_HOPS``
+        links, as a decision looks); every other user's entry is shared with this policy.
+
+        None when the links leave the use cases' shape (see ``_holders``): build in full instead."""
+        holders = self._holders
+        touched = set(links) | {user_subject(u) for u in users}
+        if holders is None or any(s.startswith(FUNCTION) for s in touched) or any(
+            p.startswith(USER) for parents in links.values() for p in parents
+        ):
+            return None
+        # who reaches a changed subject: only their sets can differ (a user whose search never meets one
+        # follows the same links in both graphs)
+        reached = set(touched)
+        frontier = list(touched)
+        for _ in range(MAX_HOPS):
+            nxt = []
+            for node in frontier:
+                for child in holders.get(node, ()):
+                    if child not in reached:
+                        reached.add(child)
+                        nxt.append(child)
+            if not nxt:
+                break
+            frontier = nxt
+        graph = dict(self._graph)
+        new_holders = dict(holders)
+        for subject, parents in links.items():
+            subject = intern(subject)
+            now = tuple(dict.fromkeys(intern(p) for p in parents))
+            before = set(graph.get(subject, ()))
+            if now:
+                graph[subject] = now
+            else:
+                graph.pop(subject, None)
+            after = set(now)
+            for parent in before - after:
+                if not parent.startswith(FUNCTION):
+                    left = new_holders.get(parent, frozenset()) - {subject}
+                    if left:
+                        new_holders[parent] = left
+                    else:
+                        new_holders.pop(parent, None)
+            for parent in after - before:
+                if not parent.startswith(FUNCTION):
+                    new_holders[parent] = new_holders.get(parent, frozenset()) | {subject}
+        policy = CpasPolicy.__new__(CpasPolicy)
+        policy.cpas = self.cpas
+        policy.descriptions = MappingProxyType(dict(descriptions))
+        policy.version = version
+        policy.rules = self.rules
+        policy._graph = graph
+        policy._users = dict(self._users)
+        for user, active in users.items():
+            if active is None:
+                policy._users.pop(user, None)
+            else:
+                policy._users[user] = active
+        # the shared sets of direct profiles that reach no changed subject stay right (all of them when only
+        # users changed: nothing links to a user)
+        roles = {node for node in reached if not node.startswith(USER)}
+        cache = dict(self._by_profiles)
+        policy._by_profiles = {k: v for k, v in cache.items() if roles.isdisjoint(k)} if roles else cache
+        policy._effective = dict(self._effective)
+        for node in reached:
+            if node.startswith(USER):
+                user = node[len(USER) :]
+                active = policy._users.get(user)
+                if active is None:
+                    policy._effective.pop(user, None)
+                else:
+                    policy._effective[user] = policy._compute(node) if active else frozenset()
+        policy.slot = self.slot
+        policy.fresh_as_of = 0
+        policy.__dict__["_holders"] = new_holders  # the cached_property's value, carried
+        return policy
 
     def _functions_of_roles(self, held: frozenset[str]) -> frozenset[str]:
         rules = self.rules

@@ -16,6 +16,7 @@ from prometheus_client import (
     PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -35,6 +36,18 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
+        # 1: the CPAS's audit chain has a broken link; 0: it was whole when last checked. Only chains this
+        # process checked appear; under gunicorn the most recent check of any worker wins
+        self.audit_chain_broken = Gauge(
+            "authz_audit_chain_broken",
+            "Whether the last check of a CPAS's audit chain found a broken link (cpas=\"none\": rows without a CPAS)",
+            ["cpas"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+
+    def audit_chain_checked(self, cpas: str | None, broken: bool) -> None:
+        self.audit_chain_broken.labels(cpas or "none").set(1 if broken else 0)
 
     def render(self) -> tuple[bytes, str]:
         """The text ``/metrics`` answers: this process's values, or every worker's under gunicorn."""

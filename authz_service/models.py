@@ -5,6 +5,8 @@ CPAS, profile descriptions and versions, users, audit, API keys, admin accounts,
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +44,44 @@ def iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# -- the audit chain: each row's hash covers its content and its predecessor's hash, one chain per CPAS (rows
+# without a CPAS form their own). Migration 0006 chained the rows written before it with a copy of these
+# functions; a change to the canonical form is a new AUDIT_CHAIN_FORMAT, never an edit of this one.
+AUDIT_CHAIN_FORMAT = 1
+
+
+def audit_instant(moment: datetime) -> str:
+    """The row's instant as its hash covers it: UTC, to the microsecond, always 27 characters. Both
+    backends store microseconds and hand them back unchanged (SQLite naive, in UTC as written)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def as_stored(value: Any) -> Any:
+    """``value`` as a JSON column hands it back (tuples as lists, keys as strings): what is hashed at insert
+    must be what a later reader hashes again."""
+    return json.loads(json.dumps(value))
+
+
+def _digest(document: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON: sorted keys, no white space, UTF-8."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def audit_genesis(cpas: str | None) -> str:
+    """What the first row of a chain names as its predecessor: different for every chain, so that no two
+    rows of the whole table ever name the same predecessor (``ix_audit_prev_hash`` is unique)."""
+    return _digest({"chain": cpas, "v": AUDIT_CHAIN_FORMAT})
+
+
+def audit_hash(cpas: str | None, at: datetime, actor: str, action: str, target: str, before: Any, after: Any,
+               prev_hash: str) -> str:
+    return _digest({"v": AUDIT_CHAIN_FORMAT, "cpas": cpas, "at": audit_instant(at), "actor": actor,
+                    "action": action, "target": target, "before": before, "after": after, "prev": prev_hash})
 
 
 # SQLite reuses a deleted row's id unless the table is AUTOINCREMENT; an id a client, a form or a session
@@ -117,18 +157,26 @@ class User(Base):
 
 
 class AuditEntry(Base):
-    """Append-only: the service never updates or deletes these rows."""
+    """Append-only: the service never updates or deletes these rows. Each row is a link of its CPAS's chain
+    (``Store.audit``): ``row_hash`` is ``audit_hash`` of its content and ``prev_hash``, the hash of the
+    chain's previous row (by id) or the chain's ``audit_genesis``; ``verify-audit`` walks the chains."""
 
     __tablename__ = "audit"
-    __table_args__ = (NEVER_REUSED,)
+    __table_args__ = (
+        Index("ix_audit_cpas_id_id", "cpas_id", "id"),  # a chain in order, and its last row
+        Index("ix_audit_prev_hash", "prev_hash", unique=True),  # two rows never follow the same one
+        NEVER_REUSED,
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    cpas_id: Mapped[str | None] = mapped_column(String(10), index=True)
+    cpas_id: Mapped[str | None] = mapped_column(String(10))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(200))
     before: Mapped[Any] = mapped_column(JSON, nullable=True)
     after: Mapped[Any] = mapped_column(JSON, nullable=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
 
 
 class ApiKey(Base):

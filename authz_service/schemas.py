@@ -191,6 +191,12 @@ class AuditQuery(Params):
     per_page: int = Field(default=50, ge=1, le=500)
 
 
+class DryRunQuery(Params):
+    dry_run: bool = Field(default=False, description=(
+        "true: run the change in its transaction, answer 200 with its impact (DryRunResponse) or the error the "
+        "change would get, and roll everything back: nothing is written or audited, no version is used"))
+
+
 class ConditionalHeaders(Params):
     """The functions route's conditional request header, for the document: the route reads it through
     Werkzeug (``request.if_none_match``); every other header goes through untouched."""
@@ -470,6 +476,43 @@ class AuditPage(BaseModel):
     page: int
     per_page: int
     total: int
+
+
+class UnusableFunction(BaseModel):
+    function: str
+    missing_prerequisites: list[str] = Field(description="the prerequisites the user would not hold, sorted")
+
+
+class UserImpact(BaseModel):
+    user: str
+    name: str
+    gains: list[str] = Field(description="the functions the user would be allowed and is not now, sorted")
+    loses: list[str] = Field(description="the functions the user is allowed now and would not be, sorted")
+    unusable: list[UnusableFunction] = Field(description=(
+        "after the change, the functions the user would hold through a profile but be denied for a missing "
+        "prerequisite, by code"))
+
+
+class ImpactSummary(BaseModel):
+    users_affected: int
+    functions_gained: int = Field(description="how many functions at least one user would gain")
+    functions_lost: int = Field(description="how many functions at least one user would lose")
+
+
+class Impact(BaseModel):
+    users: list[UserImpact] = Field(description=(
+        "each user of the CPAS whose effective functions (what POST /enforce allows) would change, by user id"))
+    summary: ImpactSummary
+
+
+class DryRunResponse(BaseModel):
+    """The answer of a change sent with dry_run=true: nothing was changed."""
+
+    dry_run: Literal[True]
+    policy_version: int = Field(description=(
+        "the CPAS's policy version the change would produce (the current one when it would change nothing); "
+        "not a consistency token: no policy has this version until a change is made"))
+    impact: Impact
 
 
 class Health(BaseModel):

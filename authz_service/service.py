@@ -22,7 +22,7 @@ from .admin import Admin
 from .catalog import Catalog, load_catalog
 from .config import Settings
 from .db import Database, failure_kind
-from .engine import CpasPolicy, Engine, EngineUnavailable, Snapshot, check_model
+from .engine import CpasPolicy, Engine, EngineUnavailable, Snapshot, Touched, check_model
 from .errors import (
     STORE_SILENT,
     STORE_UNREACHABLE,
@@ -33,6 +33,7 @@ from .errors import (
     VersionNotReached,
 )
 from .freshness import EVERYTHING, slot_of
+from .impact import Impact, compare
 from .logs import log_change
 from .notify import make_notifier
 from .security import Principal, authenticate_key
@@ -53,6 +54,16 @@ class Changed(Generic[T]):
 
     value: T
     policy_version: int | None
+
+
+@dataclass(frozen=True)
+class Previewed(Generic[T]):
+    """A use case run and rolled back (``Service.preview``): its answer, the CPAS's policy version the change
+    would produce (the current one when it would change nothing) and what it would do to the CPAS's users."""
+
+    value: T
+    policy_version: int | None
+    impact: Impact
 
 
 class Service:
@@ -116,6 +127,42 @@ class Service:
         log_change(actor, use_case.__name__, admin)
         return Changed(value, admin.policy_version)
 
+    def preview(self, actor: str, use_case: Callable[Concatenate[Admin, P], T], *args: P.args,
+                **kwargs: P.kwargs) -> Previewed[T]:
+        """A dry run of ``change``: the same use case of a CPAS (its first argument), in the same write
+        transaction with the same locks, so that it answers or refuses exactly as the change would; its
+        impact on the CPAS's users (``impact.compare`` of the CPAS's policy before it and after it, both as
+        of that transaction); then everything rolled back: nothing written or audited, no new version,
+        nothing announced or rebuilt, no line on authz.changes."""
+        cpas = str(args[0])
+        try:
+            with self.db.transaction(commit=False) as session:
+                store = Store(session)
+                store.lock_cpas(cpas)  # the use case's own lock, taken first: from here the CPAS is this one's
+                rules = store.rules()
+                # the engine's policy when it is at the CPAS's version (what /enforce decides with; each change
+                # makes a new version), else the CPAS as this transaction reads it
+                live = self.engine.current()
+                before = live.policies.get(cpas) if live is not None and live.rules == rules else None
+                if before is None or before.version != store.versions_of([cpas]).get(cpas):
+                    before = store.cpas_policy(cpas, rules)
+                admin = Admin(store, self.catalog, actor, self.settings.max_inclusion_depth)
+                value = use_case(admin, *args, **kwargs)
+                after = before
+                if admin.changed:  # derived from before by what the use case wrote, as refresh does; else in full
+                    touched = store.touched(cpas)
+                    derived = (store.cpas_policy_after(before, touched)
+                               if before is not None and touched is not None else None)
+                    after = derived if derived is not None else store.cpas_policy(cpas, rules)
+                names = store.user_names(cpas)
+        except SQLAlchemyError as exc:
+            answer = store_failure(exc, change=True)
+            if answer is None:
+                raise
+            raise answer from exc
+        version = admin.policy_version if admin.policy_version is not None else after.version if after else None
+        return Previewed(value, version, compare(before, after, names))
+
     @contextmanager
     def admin(self, actor: str) -> Iterator[Admin]:
         """One transaction around use cases (``change`` for one; the CLI and tests for several); after
@@ -127,6 +174,7 @@ class Service:
                 yield admin
                 for cpas in admin.changed:
                     self.notifier.in_transaction(store, cpas)
+                touched = {cpas: store.touched(cpas) for cpas in admin.changed}  # what each rebuild must read
         except SQLAlchemyError as exc:
             answer = store_failure(exc, change=True)
             if answer is None:
@@ -135,7 +183,7 @@ class Service:
         # committed, and announced on this host's version board: the other workers catch up on their next
         # decision; this one rebuilds now, the other instances hear of it (or poll, or get the token)
         for cpas in admin.changed:
-            self.refresh(cpas)
+            self.refresh(cpas, touched=touched[cpas])
             self.notifier.after_commit(cpas)
 
     def session_secret(self) -> str:
@@ -263,10 +311,13 @@ class Service:
             self.last_error = None
             return True
 
-    def refresh(self, cpas: str, minimum: int = 0, *, force: bool = True) -> bool:
+    def refresh(self, cpas: str, minimum: int = 0, *, force: bool = True, touched: Touched | None = None) -> bool:
         """Rebuild one CPAS from the store now (after a change here, a notification from elsewhere, or a
         decision that found it behind). Returns whether the store answered. ``force=False`` (decisions):
-        skip the store when another thread rebuilt the CPAS while this one waited, as this one needs."""
+        skip the store when another thread rebuilt the CPAS while this one waited, as this one needs.
+        ``touched`` (a change made here): what that change wrote; when the live policy is the one it
+        started from and no other change came in between, only those rows are read and the new policy is
+        derived from the live one (``Store.cpas_policy_after``); otherwise, and without it, in full."""
         if self.engine.current() is None:  # nothing loaded yet: load everything
             return self.sync()
         mark = self.db.board.read(slot_of(cpas))  # before the rows: the rebuild holds every change counted
@@ -281,7 +332,12 @@ class Service:
                 return True
             try:
                 with self.db.reading() as session:
-                    built = Store(session).cpas_policy(cpas, current.rules)
+                    store = Store(session)
+                    built = None
+                    if touched is not None and known is not None and known.rules is current.rules:
+                        built = store.cpas_policy_after(known, touched)
+                    if built is None:
+                        built = store.cpas_policy(cpas, current.rules)
             except SQLAlchemyError as exc:
                 log.warning("refresh of %s failed: %s", cpas, str(exc).splitlines()[0])
                 return False

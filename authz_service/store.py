@@ -7,13 +7,14 @@ docs/architecture.md, "Casbin facts"); also the audit trail's filters, the login
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, insert, or_, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, bindparam, delete, event, func, insert, or_, select, text, update
+from sqlalchemy.orm import Session, object_session
 
 from .catalog import Catalog
 from .db import note_change
@@ -24,6 +25,7 @@ from .engine import (
     USER,
     CpasPolicy,
     Rules,
+    Touched,
     function_role,
     profile_role,
     user_subject,
@@ -39,6 +41,9 @@ from .models import (
     Profile,
     ServiceSecret,
     User,
+    as_stored,
+    audit_genesis,
+    audit_hash,
     utcnow,
 )
 
@@ -73,6 +78,7 @@ class Store:
         """Replace every global ``p`` line by the catalog's: allow lines for each function and covered
         action, deny lines for each transitive prerequisite."""
         self._s.execute(delete(CasbinRule).where(CasbinRule.ptype == "p"))
+        _written(self._s).doubtful.add(None)
         rows: list[dict[str, Any]] = []
         for code, fn in catalog.functions.items():
             if fn.selectable:
@@ -103,6 +109,7 @@ class Store:
     def add_cpas(self, row: Cpas) -> Cpas:
         self._s.add(row)
         self._s.flush()
+        _written(self._s).doubtful.add(row.id)
         return row
 
     def versions(self) -> dict[str, int]:
@@ -116,7 +123,12 @@ class Store:
         """Also the write lock that serializes changes of one CPAS (row lock on PostgreSQL)."""
         self._s.execute(update(Cpas).where(Cpas.id == cpas).values(policy_version=Cpas.policy_version + 1))
         note_change(self._s, cpas)
-        return int(self._s.scalar(select(Cpas.policy_version).where(Cpas.id == cpas)) or 0)
+        version = int(self._s.scalar(select(Cpas.policy_version).where(Cpas.id == cpas)) or 0)
+        if version:
+            written = _written(self._s)
+            written.since.setdefault(cpas, version - 1)  # the lock is held from here: nobody else bumps
+            written.version[cpas] = version
+        return version
 
     def announce(self, cpas: str) -> None:
         """A new CPAS: announced on the version board at commit, as a bumped version is."""
@@ -125,6 +137,7 @@ class Store:
     def bump_all_versions(self) -> None:
         self._s.execute(update(Cpas).values(policy_version=Cpas.policy_version + 1))
         note_change(self._s, None)
+        _written(self._s).doubtful.add(None)
 
     def lock_cpas(self, cpas: str) -> Cpas | None:
         return self._s.scalar(select(Cpas).where(Cpas.id == cpas).with_for_update())
@@ -154,6 +167,12 @@ class Store:
 
     def delete_profile(self, profile: Profile) -> None:
         role = profile_role(profile.id)
+        holders = self._s.scalars(  # none when a use case deletes it (refused while assigned or included)
+            select(CasbinRule.v0).where(
+                CasbinRule.ptype == "g", CasbinRule.v2 == profile.cpas_id, CasbinRule.v1 == role
+            )
+        ).all()
+        self._touch(profile.cpas_id, role, *(str(h) for h in holders))
         self._s.execute(
             delete(CasbinRule).where(
                 CasbinRule.ptype == "g",
@@ -176,6 +195,7 @@ class Store:
         return [str(r) for r in rows]
 
     def _replace_links(self, cpas: str, subject: str, prefix: str, targets: Iterable[str]) -> None:
+        self._touch(cpas, subject)
         self._s.execute(
             delete(CasbinRule).where(
                 CasbinRule.ptype == "g",
@@ -262,7 +282,12 @@ class Store:
     def add_user(self, user: User) -> User:
         self._s.add(user)
         self._s.flush()
+        self._touch(user.cpas_id, user_subject(user.user))
         return user
+
+    def user_names(self, cpas: str) -> dict[str, str]:
+        """Every user of the CPAS, active or not: user id -> name."""
+        return {str(u): str(n) for u, n in self._s.execute(select(User.user, User.name).where(User.cpas_id == cpas))}
 
     def user_profiles(self, cpas: str, user: str) -> list[int]:
         return sorted(int(r[len(PROFILE) :]) for r in self._links_from(cpas, user_subject(user), PROFILE))
@@ -325,6 +350,44 @@ class Store:
             {pid: (fr, nl) for pid, fr, nl in descriptions},
         )
 
+    def touched(self, cpas: str) -> Touched | None:
+        """What this transaction wrote in ``cpas`` that its policy is built from, for ``cpas_policy_after``
+        once it commits; None when it did not bump the CPAS's version or wrote in a way that names no
+        subject (a new CPAS, bulk rows, the catalog): the policy is then built in full."""
+        written = _written(self._s)
+        since = written.since.get(cpas)
+        if since is None or cpas in written.doubtful or None in written.doubtful:
+            return None
+        return Touched(since, written.version[cpas], frozenset(written.subjects.get(cpas, ())))
+
+    def cpas_policy_after(self, old: CpasPolicy, touched: Touched) -> CpasPolicy | None:
+        """``old``, the CPAS's policy at ``touched.since``, brought to the store's present by reading only
+        the rows of the subjects ``touched`` names (and the profiles' descriptions, a few rows): equal to
+        ``cpas_policy``. None when it would not be: the store's version is not ``touched.version`` (another
+        change came in between) or the engine cannot derive it; build in full then. Version first, rows
+        after, as ``cpas_policy``."""
+        cpas = old.cpas
+        if old.version != touched.since:
+            return None
+        version = self._s.scalar(_VERSION, {"cpas": cpas})
+        if version != touched.version:
+            return None
+        subjects = sorted(touched.subjects)
+        links: dict[str, list[str]] = {s: [] for s in subjects}
+        ids = [s[len(USER) :] for s in subjects if s.startswith(USER)]
+        users: dict[str, bool | None] = dict.fromkeys(ids)
+        for start in range(0, len(subjects), 500):
+            for child, parent in self._s.execute(_LINKS_OF, {"cpas": cpas, "subjects": subjects[start : start + 500]}):
+                links[str(child)].append(str(parent))
+        for start in range(0, len(ids), 500):
+            rows = self._s.execute(_USERS_OF, {"cpas": cpas, "users": ids[start : start + 500]})
+            users.update((str(u), bool(a)) for u, a in rows)
+        descriptions = self._s.execute(_DESCRIPTIONS, {"cpas": cpas}).all()
+        return old.with_changes(int(version), links, users, {pid: (fr, nl) for pid, fr, nl in descriptions})
+
+    def _touch(self, cpas: str, *subjects: str) -> None:
+        _written(self._s).subjects.setdefault(cpas, set()).update(subjects)
+
     def policy_lines(self, cpas: str) -> list[tuple[str, ...]]:
         """The CPAS's policy as Casbin lines: the global p lines, then its g lines."""
         p_rows = self._s.execute(
@@ -344,7 +407,60 @@ class Store:
 
     # -- audit ------------------------------------------------------------------------------------
     def audit(self, cpas: str | None, actor: str, action: str, target: str, before: Any, after: Any) -> None:
-        self._s.add(AuditEntry(cpas_id=cpas, actor=actor, action=action, target=target, before=before, after=after))
+        """Append a row to the CPAS's chain (``cpas`` None: the chain of the rows without a CPAS), hashed with
+        the chain's last row's hash.
+
+        No two transactions take the same last row: the chain is locked before its last row is read, until
+        the transaction ends. On PostgreSQL that is a transaction-level advisory lock per chain: use cases
+        already hold their CPAS's row lock, but the sign-in's lock and unlock rows (under the account's lock
+        only) and the rows without a CPAS do not. A transaction that waited for it then reads the last row
+        in a new snapshot (READ COMMITTED: one per statement), which has the row of the transaction that
+        held the lock, since a lock is released only once its transaction is committed or rolled back; the
+        new row's id, drawn after the lock, is then the chain's highest. On SQLite a write transaction holds
+        the database's write lock from its BEGIN IMMEDIATE. Whatever happens, ``ix_audit_prev_hash`` is
+        unique: a second row after the same one is refused (a conflict), never written."""
+        self._lock_chain(cpas)
+        last = select(AuditEntry.row_hash).where(_chain(cpas)).order_by(AuditEntry.id.desc()).limit(1)
+        prev = self._s.scalar(last) or audit_genesis(cpas)
+        at, before, after = utcnow(), as_stored(before), as_stored(after)
+        self._s.add(AuditEntry(cpas_id=cpas, at=at, actor=actor, action=action, target=target, before=before,
+                               after=after, prev_hash=prev,
+                               row_hash=audit_hash(cpas, at, actor, action, target, before, after, prev)))
+        self._s.flush()  # the next row of this transaction in the same chain follows this one
+
+    def _lock_chain(self, cpas: str | None) -> None:
+        if self._s.get_bind().dialect.name == "postgresql":
+            self._s.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"),
+                            {"space": AUDIT_LOCKS, "key": _chain_lock_key(cpas)})
+
+    def audit_chains(self) -> list[str | None]:
+        """The chains that have rows, by CPAS (None, the rows without a CPAS, first)."""
+        found = set(self._s.scalars(select(AuditEntry.cpas_id).distinct()))
+        return sorted(found, key=lambda c: (c is not None, c or ""))
+
+    def audit_chain(self, cpas: str | None, *, after: int = 0) -> Iterator[tuple[Any, ...]]:
+        """The chain's rows after row ``after``, in order (by id), streamed: (id, at, actor, action, target,
+        before, after, prev_hash, row_hash)."""
+        query = (
+            select(AuditEntry.id, AuditEntry.at, AuditEntry.actor, AuditEntry.action, AuditEntry.target,
+                   AuditEntry.before, AuditEntry.after, AuditEntry.prev_hash, AuditEntry.row_hash)
+            .where(_chain(cpas), AuditEntry.id > after)
+            .order_by(AuditEntry.id)
+            .execution_options(yield_per=1000)
+        )
+        for row in self._s.execute(query):
+            yield tuple(row)
+
+    def audit_chain_length(self, cpas: str | None, *, upto: int) -> int:
+        """How many rows the chain has up to row ``upto`` (included)."""
+        query = select(func.count()).select_from(AuditEntry).where(_chain(cpas), AuditEntry.id <= upto)
+        return int(self._s.scalar(query) or 0)
+
+    def audit_link(self, audit_id: int) -> tuple[str | None, str] | None:
+        """(CPAS, row_hash) of one row; None if there is no such row."""
+        found = self._s.execute(select(AuditEntry.cpas_id, AuditEntry.row_hash).where(AuditEntry.id == audit_id))
+        row = found.first()
+        return (row[0], row[1]) if row is not None else None
 
     def _audit_query(self, cpas: str, where: AuditWhere) -> Select[AuditEntry]:
         query = select(AuditEntry).where(AuditEntry.cpas_id == cpas)
@@ -459,11 +575,69 @@ class Store:
 
     def bulk_insert(self, cpas: str, users: Sequence[dict[str, Any]], links: Sequence[tuple[str, str]]) -> None:
         """Users as plain rows and the CPAS's links (child, parent), in a few large statements."""
+        _written(self._s).doubtful.add(cpas)
         if users:
             self._s.execute(insert(User), list(users))
         rows = [_g(child, parent, cpas) for child, parent in links]
         for start in range(0, len(rows), 20_000):
             self._s.execute(insert(CasbinRule), rows[start : start + 20_000])
+
+
+# the statements of Store.cpas_policy_after, built once (a change's rebuild is a few small reads)
+_VERSION = select(Cpas.policy_version).where(Cpas.id == bindparam("cpas"))
+_LINKS_OF = select(CasbinRule.v0, CasbinRule.v1).where(
+    CasbinRule.ptype == "g",
+    CasbinRule.v2 == bindparam("cpas"),
+    CasbinRule.v0.in_(bindparam("subjects", expanding=True)),
+)
+_USERS_OF = select(User.user, User.active).where(
+    User.cpas_id == bindparam("cpas"), User.user.in_(bindparam("users", expanding=True))
+)
+_DESCRIPTIONS = select(Profile.id, Profile.description_fr, Profile.description_nl).where(
+    Profile.cpas_id == bindparam("cpas")
+)
+
+WRITTEN = "authz_written"  # session.info key: what this transaction wrote that policies are built from
+
+
+@dataclass
+class _Written:
+    """Per write transaction and CPAS: the version before its first bump and after its last, and the
+    subjects whose ``g`` rows or user row it wrote; ``doubtful``: CPAS written in ways that name no
+    subject (None: every CPAS). Read by ``Store.touched``."""
+
+    since: dict[str, int] = field(default_factory=dict)
+    version: dict[str, int] = field(default_factory=dict)
+    subjects: dict[str, set[str]] = field(default_factory=dict)
+    doubtful: set[str | None] = field(default_factory=set)
+
+
+def _written(session: Session) -> _Written:
+    found = session.info.get(WRITTEN)
+    if not isinstance(found, _Written):
+        found = session.info[WRITTEN] = _Written()
+    return found
+
+
+@event.listens_for(User.active, "set")
+def _user_active_set(target: User, value: Any, oldvalue: Any, initiator: Any) -> None:
+    """A user made active or inactive by whatever code, not only through ``Store``'s methods, is a
+    touched subject of its transaction (inactive means denied)."""
+    session = object_session(target)
+    if session is not None:
+        _written(session).subjects.setdefault(target.cpas_id, set()).add(user_subject(target.user))
+
+
+AUDIT_LOCKS = 0x61756474  # "audt": the advisory locks of the audit chains (the first of the two keys)
+
+
+def _chain(cpas: str | None) -> Any:
+    return AuditEntry.cpas_id.is_(None) if cpas is None else AuditEntry.cpas_id == cpas
+
+
+def _chain_lock_key(cpas: str | None) -> int:
+    """The chain's advisory lock (the second key, 32 bits): two chains sharing one only wait for each other."""
+    return int.from_bytes(hashlib.sha256((cpas or "").encode()).digest()[:4], "big", signed=True)
 
 
 def listen(connection: Any, channel: str) -> None:

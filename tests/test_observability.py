@@ -256,12 +256,13 @@ def test_metric_names(app: Any, operator: Any, demo: dict[str, Any]) -> None:
     text = app.test_client().get("/metrics").get_data(as_text=True)
     ours = {f.name: f for f in text_string_to_metric_families(text)
             if f.name.startswith("authz_") and not f.name.endswith("_created")}  # _created: creation times
-    assert set(ours) == {"authz_decisions", "authz_http_request_duration_seconds"}
+    assert set(ours) == {"authz_decisions", "authz_http_request_duration_seconds", "authz_audit_chain_broken"}
+    assert ours["authz_audit_chain_broken"].type == "gauge"  # a CPAS label (public), once a chain is checked
     assert ours["authz_decisions"].type == "counter"  # exposed as authz_decisions_total
     assert "authz_decisions_total" in text
     assert ours["authz_http_request_duration_seconds"].type == "histogram"
     labels = {k for f in ours.values() for s in f.samples for k in s.labels if k != "le"}
-    assert labels == {"result", "method", "endpoint", "status"}  # no user, no path
+    assert {"result", "method", "endpoint", "status"} <= labels <= {"result", "method", "endpoint", "status", "cpas"}
     endpoints = {s.labels["endpoint"] for s in ours["authz_http_request_duration_seconds"].samples}
     assert {"decisions.enforce", "livez", "unknown"} <= endpoints
     assert not any("/" in e or user in e for e in endpoints), endpoints

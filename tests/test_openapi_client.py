@@ -300,6 +300,14 @@ def test_every_operation_through_the_generated_client(call: Caller, client_packa
     stale = call("administration.update_profile", 409, cpas=cpas, profile_id=pid, body=m("ProfileUpdate")(
         version=1, description_fr="Profil OpenAPI", description_nl=None))
     assert stale.parsed.error.details == {"current_version": 2}
+    # a dry run answers the impact (none here: nobody holds the profile yet), changes nothing
+    dry = call("administration.update_profile", 200, cpas=cpas, profile_id=pid, dry_run=True, body=m("ProfileUpdate")(
+        version=2, description_fr="Profil OpenAPI", description_nl=None, functions=[]))
+    assert isinstance(dry.parsed, m("DryRunResponse")) and dry.parsed.impact.summary.users_affected == 0
+    assert dry.parsed.policy_version == updated.parsed.policy_version + 1 and "X-Policy-Version" not in dry.headers
+    new_one = call("administration.create_profile", 200, cpas=cpas, dry_run=True, body=m("ProfileCreate")(
+        description_fr="Essai", description_nl=None, functions=[], includes=[])).parsed
+    assert new_one.dry_run is True and new_one.impact.users == []
     call("administration.get_profile", 404, cpas=cpas, profile_id=2**31 - 1)
 
     # users
@@ -314,6 +322,10 @@ def test_every_operation_through_the_generated_client(call: Caller, client_packa
     assert MICHEL in [u.user for u in inactive.items]
     assert call("administration.get_user", 200, cpas=cpas, user=NEWCOMER, lang="fr").parsed.lang == "nl"
     call("administration.get_user", 404, cpas=cpas, user="never.seen")
+    lost = call("administration.deactivate_user", 200, cpas=cpas, user=NEWCOMER, dry_run=True).parsed.impact.users
+    assert [u.user for u in lost] == [NEWCOMER] and "help_request.list" in lost[0].loses
+    assert call("administration.delete_profile", 409, cpas=cpas, profile_id=pid, dry_run=True).parsed.error.code \
+        == "profile_in_use"
     assert call("administration.deactivate_user", 200, cpas=cpas, user=NEWCOMER).parsed.active is False
     assert call("administration.reactivate_user", 200, cpas=cpas, user=NEWCOMER).parsed.active is True
     deleted = call("administration.delete_profile", 204, cpas=cpas, profile_id=pid)

@@ -1,9 +1,12 @@
 """Routes of the admin web UI (blueprint ``web`` under ``/ui``). Thin: a form is parsed, handed to one
 use case (``change``: ``Service.change`` -> ``Admin`` -> ``Store``, the engine rebuilt after commit),
 then flash and 303 redirect (post/redirect/get), or the form again with the refusal in the reader's
-language. A page reads what it shows through ``reads`` in one read transaction (``cpas_page``). Every
-page and form of a CPAS checks first that the signed-in identity may see or change it (403 otherwise,
-before any I/O); errors of the use cases become messages on the page, never a 500.
+language. A profile save, an assignment, a deletion and a deactivation first show what they would do
+("Aperçu des changements": the same use case run and rolled back, ``preview``); the form's fields come back
+as hidden inputs, and the change is made when they come back with ``confirm`` (a direct post with
+``confirm`` makes it at once). A page reads what it shows through ``reads`` in one read transaction
+(``cpas_page``). Every page and form of a CPAS checks first that the signed-in identity may see or change
+it (403 otherwise, before any I/O); errors of the use cases become messages on the page, never a 500.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from werkzeug.exceptions import HTTPException
 from .. import reads
 from ..admin import Admin
 from ..errors import ServiceError, StaleVersion
-from ..service import Service
+from ..service import Previewed, Service
 from ..store import Store
 from . import trail
 from .auth import (
@@ -52,6 +55,7 @@ from .auth import (
 from .forms import ActionForm, AuditFilterForm, LoginForm, ProfileForm
 from .i18n import SESSION_LANG
 from .messages import action_label, error_message
+from .preview import ImpactView, impact_view
 from .tree import (
     Draft,
     add_prerequisites,
@@ -113,6 +117,34 @@ def cpas_page(cpas: str, fn: Callable[[Store], T], *, manage: bool = True) -> tu
 def change(use_case: Callable[Concatenate[Admin, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
     """One use case in one transaction, as the signed-in identity: what every form of the UI does."""
     return svc().change(identity().actor, use_case, *args, **kwargs).value
+
+
+def preview(use_case: Callable[Concatenate[Admin, P], T], *args: P.args, **kwargs: P.kwargs) -> Previewed[T]:
+    """The dry run of ``change``: what the use case would do, nothing changed."""
+    return svc().preview(identity().actor, use_case, *args, **kwargs)
+
+
+def confirmed() -> bool:
+    """The form comes back from its preview step (or from a client that skips it): make the change."""
+    return bool(request.form.get("confirm"))
+
+
+def impact_or_none(use_case: Callable[Concatenate[Admin, P], T], *args: P.args,
+                   **kwargs: P.kwargs) -> ImpactView | None:
+    """What a change would do, for its confirmation page; None when it would be refused (the refusal is
+    told, in the manual's words, once the change is confirmed)."""
+    try:
+        return impact_view(svc().catalog, preview(use_case, *args, **kwargs).impact, lang())
+    except ServiceError:
+        return None
+
+
+def preview_page(cpas: str, heading: str, previewed: Previewed[Any], fields: list[tuple[str, str]]) -> str:
+    """The preview step: what the change would do, the form's ``fields`` kept as hidden inputs, a button back
+    to the form (``action=edit``: the form again, as it was sent) and one that confirms."""
+    info, _nothing = cpas_page(cpas, lambda store: None)
+    return render_template("web/preview.html", info=info, form=ActionForm(), heading=heading, fields=fields,
+                           impact=impact_view(svc().catalog, previewed.impact, lang()))
 
 
 def see_other(endpoint: str, **values: Any) -> Response:
@@ -393,8 +425,9 @@ def _profile_page(
 
 def _profile_form(cpas: str, profile_id: int | None) -> Any:
     """GET: the form. POST: parse it, then either show it again (a template applied, prerequisites to
-    confirm, a refusal) or save it with one use case and go back to the list (the built-in profile's
-    form saves its descriptions only: the use case knows which profile that is)."""
+    confirm, back from the preview, a refusal), or show what saving it would do (the preview step), or,
+    confirmed, save it with one use case and go back to the list (the built-in profile's form saves its
+    descriptions only: the use case knows which profile that is)."""
     form = ProfileForm()
     if request.method == "GET":
         return _profile_page(cpas, profile_id, form)
@@ -402,6 +435,8 @@ def _profile_form(cpas: str, profile_id: int | None) -> Any:
     catalog = svc().catalog
     draft = _draft_from_request(form)
     action = request.form.get("action", "save")
+    if action == "edit":  # back from the preview: the form as it was sent, not saved
+        return _profile_page(cpas, profile_id, form, draft)
     if action not in ("save", "save_anyway", "fix_and_save"):
         if apply(catalog, draft, action) is not None:
             abort(400)
@@ -410,27 +445,46 @@ def _profile_form(cpas: str, profile_id: int | None) -> Any:
         draft.functions = add_prerequisites(catalog, draft.functions)
     if not form.validate():
         return _profile_page(cpas, profile_id, form, draft, status=400)
-    # (the built-in profile's form sends no function: its boxes are disabled, so nothing is missing)
-    if action == "save" and missing_prerequisites(catalog, lang(), draft.functions):
+    # (the built-in profile's form sends no function: its boxes are disabled, so nothing is missing; coming
+    # back confirmed, the choice was made before the preview)
+    if action == "save" and not confirmed() and missing_prerequisites(catalog, lang(), draft.functions):
         return _profile_page(cpas, profile_id, form, draft, confirm_missing=True)
     if profile_id is not None and draft.version is None:
         abort(400)
     functions = draft.ordered_functions(catalog)
     fr, nl = draft.description_fr or None, draft.description_nl or None
+    includes = sorted(draft.includes)
     try:
-        if profile_id is None:
+        if not confirmed():
+            if profile_id is None:
+                previewed = preview(Admin.create_profile, cpas, description_fr=fr, description_nl=nl,
+                                    functions=functions, includes=includes)
+            else:
+                assert draft.version is not None
+                previewed = preview(Admin.update_profile, cpas, profile_id, version=draft.version, description_fr=fr,
+                                    description_nl=nl, functions=functions, includes=includes,
+                                    builtin_descriptions_only=True)
+        elif profile_id is None:
             saved = change(Admin.create_profile, cpas, description_fr=fr, description_nl=nl, functions=functions,
-                           includes=sorted(draft.includes))
+                           includes=includes)
         else:
             assert draft.version is not None
             saved = change(Admin.update_profile, cpas, profile_id, version=draft.version, description_fr=fr,
-                           description_nl=nl, functions=functions, includes=sorted(draft.includes),
+                           description_nl=nl, functions=functions, includes=includes,
                            builtin_descriptions_only=True)
     except StaleVersion as err:
         draft.version = err.current_version  # saving again replaces the other change
         return _profile_page(cpas, profile_id, form, draft, status=409, error=error_message(err))
     except ServiceError as err:
         return _profile_page(cpas, profile_id, form, draft, status=err.status, error=error_message(err))
+    if not confirmed():
+        name = previewed.value.label(lang())
+        heading = (_("Create the profile “%(name)s”", name=name) if profile_id is None
+                   else _("Save the profile “%(name)s”", name=name))
+        fields = [("description_fr", draft.description_fr), ("description_nl", draft.description_nl),
+                  ("version", str(draft.version) if draft.version is not None else ""),
+                  *(("functions", code) for code in functions), *(("includes", str(pid)) for pid in includes)]
+        return preview_page(cpas, heading, previewed, fields)
     if profile_id is None:
         flash(_("The profile “%(name)s” was created.", name=saved.label(lang())), "success")
     else:
@@ -460,11 +514,15 @@ def profile_print(cpas: str, profile_id: int) -> str:
 
 @bp.route("/cpas/<cpas>/profiles/<int:profile_id>/delete", methods=["GET", "POST"])
 def profile_delete(cpas: str, profile_id: int) -> Any:
-    if request.method == "GET":
+    """The confirmation, with what the deletion would do (also the answer to a POST without ``confirm``);
+    confirmed, the deletion."""
+    if not confirmed():
         reader = lang()
         info, profile = cpas_page(cpas, lambda s: reads.profile_detail(s, svc().catalog, cpas, profile_id, reader))
+        impact = None if profile.builtin else impact_or_none(Admin.delete_profile, cpas, profile_id)
         return render_template("web/confirm.html", info=info, form=ActionForm(), kind="delete",
-                               subject=profile.description, builtin=profile.builtin), (409 if profile.builtin else 200)
+                               subject=profile.description, builtin=profile.builtin,
+                               impact=impact), (409 if profile.builtin else 200)
     may(cpas)
     try:
         gone = change(Admin.delete_profile, cpas, profile_id)
@@ -478,25 +536,41 @@ def profile_delete(cpas: str, profile_id: int) -> Any:
 # -- users -----------------------------------------------------------------------------------------------
 @bp.route("/cpas/<cpas>/users/<user>/profiles", methods=["GET", "POST"])
 def assign(cpas: str, user: str) -> Any:
-    if request.method == "POST":
-        may(cpas)
-        try:
-            ids = sorted({int(v) for v in request.form.getlist("profiles")})
-        except ValueError:
-            abort(400)
-        try:
-            saved = change(Admin.set_user_profiles, cpas, user, ids)
-        except ServiceError as err:
-            flash(error_message(err), "error")
-            return back_to_list(cpas)
-        flash(_("The profiles of %(name)s were saved.", name=saved.name or saved.user), "success")
+    """GET: the profiles to tick. POST: what the assignment would do (the preview step), the form again
+    (``action=edit``, back from the preview, the profiles ticked kept), or, confirmed, the assignment."""
+    if request.method == "GET":
+        return _assign_page(cpas, user, None)
+    may(cpas)
+    try:
+        ids = sorted({int(v) for v in request.form.getlist("profiles")})
+    except ValueError:
+        abort(400)
+    if request.form.get("action") == "edit":
+        return _assign_page(cpas, user, set(ids))
+    try:
+        if not confirmed():
+            previewed = preview(Admin.set_user_profiles, cpas, user, ids)
+            back = safe_next(request.form.get("back"), url_for("web.home", cpas=cpas))
+            fields = [*(("profiles", str(pid)) for pid in ids), ("back", back)]
+            heading = _("Assign profiles to %(name)s", name=previewed.value.name or previewed.value.user)
+            return preview_page(cpas, heading, previewed, fields)
+        saved = change(Admin.set_user_profiles, cpas, user, ids)
+    except ServiceError as err:
+        flash(error_message(err), "error")
         return back_to_list(cpas)
+    flash(_("The profiles of %(name)s were saved.", name=saved.name or saved.user), "success")
+    return back_to_list(cpas)
+
+
+def _assign_page(cpas: str, user: str, ticked: set[int] | None) -> str:
+    """The assignment form; ``ticked`` None: the profiles the user holds."""
     reader = lang()
     info, (row, profiles) = cpas_page(cpas, lambda s: (reads.user_detail(s, cpas, user, reader),
                                                        reads.profile_rows(s, cpas, reader)))
     return render_template("web/assign.html", info=info, form=ActionForm(), user=row, profiles=profiles,
-                           assigned={p.id for p in row.profiles},
-                           back=safe_next(request.args.get("back"), url_for("web.home", cpas=cpas)))
+                           assigned={p.id for p in row.profiles} if ticked is None else ticked,
+                           unsaved=ticked is not None,
+                           back=safe_next(request.values.get("back"), url_for("web.home", cpas=cpas)))
 
 
 def _access_page(cpas: str, user_id: str, *, mine: bool) -> str:
@@ -524,11 +598,13 @@ def user_print(cpas: str, user: str) -> str:
 
 @bp.route("/cpas/<cpas>/users/<user>/deactivate", methods=["GET", "POST"])
 def deactivate(cpas: str, user: str) -> Any:
-    if request.method == "GET":
+    """The confirmation, with what the deactivation would do (also the answer to a POST without
+    ``confirm``); confirmed, the deactivation."""
+    if not confirmed():
         info, row = cpas_page(cpas, lambda s: reads.user_detail(s, cpas, user))
         return render_template("web/confirm.html", info=info, form=ActionForm(), kind="deactivate",
-                               subject=row.name or row.user,
-                               back=safe_next(request.args.get("back"), url_for("web.home", cpas=cpas)))
+                               subject=row.name or row.user, impact=impact_or_none(Admin.deactivate_user, cpas, user),
+                               back=safe_next(request.values.get("back"), url_for("web.home", cpas=cpas)))
     may(cpas)
     try:
         row = change(Admin.deactivate_user, cpas, user)
@@ -581,19 +657,32 @@ def _audit_filter() -> tuple[AuditFilterForm, reads.AuditFilter]:
                                    form.action.data or "")
 
 
+CHAIN_WATCH = "authz_audit_chain_watch"  # app.extensions: this process's reads.ChainWatch
+
+
+def _chain_watch() -> reads.ChainWatch:
+    found: reads.ChainWatch | None = current_app.extensions.get(CHAIN_WATCH)
+    return found if found is not None else current_app.extensions.setdefault(CHAIN_WATCH, reads.ChainWatch())
+
+
 @bp.get("/cpas/<cpas>/audit")
 def audit(cpas: str) -> str:
+    """The CPAS's trail, with a warning when its chain has a broken link (checked on every view, mostly only
+    the rows added since the last: ``reads.ChainWatch``), which also sets ``authz_audit_chain_broken``."""
     form, flt = _audit_filter()
     page = int_arg("page")
     reader = lang()
-    info, (entries, (actions, actors), profiles) = cpas_page(cpas, lambda store: (
+    watch = _chain_watch()
+    info, (entries, (actions, actors), profiles, chain) = cpas_page(cpas, lambda store: (
         reads.audit_page(store, cpas, flt, page=page, per_page=50), reads.audit_filter_values(store, cpas),
-        reads.profile_rows(store, cpas, reader)))
+        reads.profile_rows(store, cpas, reader), watch.check(store, cpas)))
+    svc().metrics.audit_chain_checked(cpas, chain.broken is not None)
     rows = trail.entries(entries.items, svc().catalog, {p.id: p.description for p in profiles}, reader,
                          reads.local_zone())
     query = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template("web/audit.html", info=info, form=form, entries=entries, rows=rows,
-                           actions=[(a, action_label(a)) for a in actions], actors=actors, query=query)
+                           actions=[(a, action_label(a)) for a in actions], actors=actors, query=query,
+                           chain_broken=chain.broken)
 
 
 @bp.get("/cpas/<cpas>/audit.csv")

@@ -35,7 +35,8 @@ TEXT = {
            "logs": "Admin-Logs", "print_title": "Fonctions associées au profil", "created": "a été créé",
            "deactivated_action": "Utilisateur désactivé", "assigned_action": "Profils affectés",
            "profiles_of": "Profils et fonctions de", "expired": "Formulaire expiré", "refused": "Accès refusé",
-           "prereq": "Des fonctions nécessaires manquent", "filter": "Filtrer"},
+           "prereq": "Des fonctions nécessaires manquent", "filter": "Filtrer", "confirm": "Confirmer",
+           "preview": "Aperçu des changements"},
     "nl": {"home": "Toegangsbeheer", "create": "Profiel aanmaken", "template": "Maatschappelijk werker",
            "save": "Opslaan", "assign": "Profielen toekennen", "in_use": "Het profiel dat u wilt verwijderen is "
            "aan een of meer gebruikers toegekend. Gelieve het eerst in te trekken.",
@@ -46,7 +47,8 @@ TEXT = {
            "logs": "Admin-Logs", "print_title": "Functies van het profiel", "created": "werd aangemaakt",
            "deactivated_action": "Gebruiker gedeactiveerd", "assigned_action": "Profielen toegekend",
            "profiles_of": "Profielen en functies van", "expired": "Formulier verlopen",
-           "refused": "Toegang geweigerd", "prereq": "Er ontbreken vereiste functies", "filter": "Filteren"},
+           "refused": "Toegang geweigerd", "prereq": "Er ontbreken vereiste functies", "filter": "Filteren",
+           "confirm": "Bevestigen", "preview": "Overzicht van de wijzigingen"},
 }
 LUC, JULIE = "75081815365", "89013122245"
 
@@ -245,6 +247,8 @@ def test_manual_story(browser: Any, live: str, demo: dict[str, Any], accounts: d
     click(driver, css(driver, "label[for='f-mutation.mediprima.mark_read']"))
     shots(driver, f"profile-form-{lang}")
     click_and_load(driver, xpath(driver, f"//div[@class='form-actions']/button[normalize-space()='{t['save']}']"))
+    assert t["preview"] in body(driver)  # what saving would do, first; then confirmed
+    click_and_load(driver, xpath(driver, f"//button[normalize-space()='{t['confirm']}']"))
     assert t["created"] in body(driver) and driver.find_element("tag name", "h1").text == t["home"]
     profile = next(p for p in service.read(lambda s: s.profiles(cpas)) if p.description_fr == "Accueil social")
     saved = set(service.read(lambda s: s.profile_functions(cpas, profile.id)))
@@ -255,6 +259,8 @@ def test_manual_story(browser: Any, live: str, demo: dict[str, Any], accounts: d
         click_and_load(driver, row_link(driver, user_name, "/profiles"))
         click(driver, xpath(driver, f"//label[normalize-space()='{name}']"))
         click_and_load(driver, xpath(driver, f"//button[normalize-space()='{t['save']}']"))
+        assert user_name in body(driver) and t["preview"] in body(driver)
+        click_and_load(driver, xpath(driver, f"//button[normalize-space()='{t['confirm']}']"))
     assert service.read(lambda s: s.user_profiles(cpas, LUC)) == [profile.id]
     assert service.read(lambda s: s.user_profiles(cpas, JULIE)) == [profile.id]
 
@@ -371,6 +377,8 @@ def test_profile_form_works_without_javascript(browser_factory: Callable[..., An
     assert css(driver, "#description_fr").get_attribute("value") == "Sans JavaScript"
     click_and_load(driver, css(driver, "button[data-select='mutations']"))
     click_and_load(driver, xpath(driver, "//div[@class='form-actions']/button[normalize-space()='Enregistrer']"))
+    assert "Aperçu des changements" in body(driver)
+    click_and_load(driver, xpath(driver, "//button[normalize-space()='Confirmer']"))
     assert "Le profil « Sans JavaScript » a été créé." in body(driver)
     profile = next(p for p in service.read(lambda s: s.profiles(demo["cpas"])) if p.description_fr == "Sans JavaScript")
     codes = set(service.read(lambda s: s.profile_functions(demo["cpas"], profile.id)))

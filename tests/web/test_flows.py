@@ -51,7 +51,7 @@ def test_create_profile_saves_and_redirects(manager: Web, demo: dict[str, Any], 
     manager.get(f"/ui/cpas/{cpas}/profiles/new")
     response = manager.post(f"/ui/cpas/{cpas}/profiles/new", {
         "description_fr": "  Accueil   social ", "description_nl": "Sociaal onthaal",
-        "functions": ["dossier.search", "dossier.list", "help_request.list"], "action": "save",
+        "functions": ["dossier.search", "dossier.list", "help_request.list"], "action": "save", "confirm": "1",
     })
     assert response.status_code == 303 and response.headers["Location"] == f"/ui/cpas/{cpas}/"
     profile = profile_by_description(service, cpas, "Accueil social")
@@ -161,7 +161,7 @@ def test_prerequisite_warning_and_one_click_fix(fr_manager: Web, demo: dict[str,
     assert "Listing des demandes d'aide" in html and "nécessite Recherche d'un dossier" in html
     assert "Ajouter les fonctions nécessaires et enregistrer" in html
     assert profile_by_description(service, cpas, "Aide") is None
-    fixed = fr_manager.post(url, {**form, "action": "fix_and_save"})
+    fixed = fr_manager.post(url, {**form, "action": "fix_and_save", "confirm": "1"})
     assert fixed.status_code == 303
     profile = profile_by_description(service, cpas, "Aide")
     assert set(service.read(lambda s: s.profile_functions(cpas, profile.id))) == {
@@ -174,7 +174,7 @@ def test_prerequisite_add_without_saving_and_save_anyway(fr_manager: Web, demo: 
     added = page(fr_manager.post(url, {"functions": "help_request.print", "action": "add_prerequisites"}))
     assert checked(added) == {"help_request.print", "dossier.search"}
     anyway = fr_manager.post(url, {"description_fr": "Incomplet", "functions": "help_request.print",
-                                   "action": "save_anyway"})
+                                   "action": "save_anyway", "confirm": "1"})
     assert anyway.status_code == 303
     profile = profile_by_description(service, cpas, "Incomplet")
     assert service.read(lambda s: s.profile_functions(cpas, profile.id)) == ["help_request.print"]
@@ -188,7 +188,8 @@ def test_manage_profile_changes_it(manager: Web, demo: dict[str, Any], service: 
     assert checked(html) == before
     response = manager.post(f"/ui/cpas/{cpas}/profiles/{pid}", {
         "description_fr": "RMC-2", "description_nl": "RMC-2", "version": version,
-        "functions": [*before, "dossier.search"], "includes": demo["profiles"]["clignotants"], "action": "save"})
+        "functions": [*before, "dossier.search"], "includes": demo["profiles"]["clignotants"], "action": "save",
+        "confirm": "1"})
     assert response.status_code == 303
     assert set(service.read(lambda s: s.profile_functions(cpas, pid))) == before | {"dossier.search"}
     assert service.read(lambda s: s.profile_includes(cpas, pid)) == [demo["profiles"]["clignotants"]]
@@ -215,7 +216,7 @@ def test_stale_edit_keeps_the_users_choices(fr_manager: Web, demo: dict[str, Any
     assert service.read(lambda s: s.get_profile(cpas, pid).description_fr) == "RMC (collègue)"
     new_version = re.search(r'name="version" type="hidden" value="(\d+)"', stale).group(1)  # type: ignore[union-attr]
     assert int(new_version) == version + 1
-    again = fr_manager.post(f"/ui/cpas/{cpas}/profiles/{pid}", {**mine, "version": new_version})
+    again = fr_manager.post(f"/ui/cpas/{cpas}/profiles/{pid}", {**mine, "version": new_version, "confirm": "1"})
     assert again.status_code == 303
     assert service.read(lambda s: s.get_profile(cpas, pid).description_fr) == "RMC (moi)"
 
@@ -228,10 +229,10 @@ def test_builtin_profile_only_descriptions(fr_manager: Web, demo: dict[str, Any]
     version = re.search(r'name="version" type="hidden" value="(\d+)"', html).group(1)  # type: ignore[union-attr]
     response = fr_manager.post(f"/ui/cpas/{cpas}/profiles/{pid}", {
         "description_fr": "Tous les accès (CPAS)", "description_nl": "Alle toegangen", "version": version,
-        "functions": "dossier.search", "action": "save"})
+        "functions": "dossier.search", "action": "save", "confirm": "1"})
     assert response.status_code == 303
     assert len(service.read(lambda s: s.profile_functions(cpas, pid))) == len(service.catalog.selectable)
-    refused = fr_manager.post(f"/ui/cpas/{cpas}/profiles/{pid}/delete")
+    refused = fr_manager.post(f"/ui/cpas/{cpas}/profiles/{pid}/delete", {"confirm": "1"})
     assert refused.status_code == 303
     assert "ne peut pas être supprimé" in fr_manager.text(f"/ui/cpas/{cpas}/")
 
@@ -260,7 +261,7 @@ def test_delete_assigned_profile_is_refused_with_the_manuals_message(manager: We
     confirm = manager.text(f"/ui/cpas/{cpas}/profiles/{pid}/delete")
     assert ("Voulez-vous vraiment supprimer ce profil?" if lang == "fr" else
             "Wilt u dit profiel echt verwijderen?") in confirm
-    response = manager.post(f"/ui/cpas/{cpas}/profiles/{pid}/delete")
+    response = manager.post(f"/ui/cpas/{cpas}/profiles/{pid}/delete", {"confirm": "1"})
     assert response.status_code == 303
     home = manager.text(response.headers["Location"])
     assert ("Le profil que vous voulez supprimer est affecté à un ou plusieurs utilisateurs. "
@@ -276,7 +277,7 @@ def test_delete_unassigned_profile(fr_manager: Web, demo: dict[str, Any], servic
     with service.admin("test") as admin:
         pid = admin.create_profile(cpas, description_fr="Jetable", description_nl=None, functions=["dossier.list"]).id
     fr_manager.text(f"/ui/cpas/{cpas}/profiles/{pid}/delete")
-    response = fr_manager.post(f"/ui/cpas/{cpas}/profiles/{pid}/delete")
+    response = fr_manager.post(f"/ui/cpas/{cpas}/profiles/{pid}/delete", {"confirm": "1"})
     assert response.status_code == 303
     assert "Le profil « Jetable » a été supprimé." in fr_manager.text(f"/ui/cpas/{cpas}/")
     assert service.read(lambda s: s.get_profile(cpas, pid)) is None
@@ -289,7 +290,7 @@ def test_assign_profiles(manager: Web, demo: dict[str, Any], service: Any, lang:
     ids = [demo["profiles"]["clignotants"], demo["profiles"]["director"]]
     back = f"/ui/cpas/{cpas}/?page=1&q=luc"
     manager.text(f"/ui/cpas/{cpas}/users/{LUC}/profiles?back={back}")
-    response = manager.post(f"/ui/cpas/{cpas}/users/{LUC}/profiles", {"profiles": ids, "back": back})
+    response = manager.post(f"/ui/cpas/{cpas}/users/{LUC}/profiles", {"profiles": ids, "back": back, "confirm": "1"})
     assert response.status_code == 303 and response.headers["Location"] == back
     assert service.read(lambda s: s.user_profiles(cpas, LUC)) == sorted(ids)
     assert service.policy(cpas).view(LUC).profiles == tuple(sorted(ids))
@@ -298,7 +299,8 @@ def test_assign_profiles(manager: Web, demo: dict[str, Any], service: Any, lang:
     html = manager.text(back)
     assert "Luc LAMBERT" in html and ("clignotants" if lang == "fr" else "knipperlichten") in html
     assert manager.post(f"/ui/cpas/{cpas}/users/{LUC}/profiles", {"profiles": "abc"}).status_code == 400
-    evil = manager.post(f"/ui/cpas/{cpas}/users/{LUC}/profiles", {"profiles": ids, "back": "https://evil.example/"})
+    evil = manager.post(f"/ui/cpas/{cpas}/users/{LUC}/profiles", {"profiles": ids, "back": "https://evil.example/",
+                                                                  "confirm": "1"})
     assert evil.headers["Location"] == f"/ui/cpas/{cpas}/"
 
 
@@ -316,7 +318,7 @@ def test_deactivate_and_reactivate(manager: Web, demo: dict[str, Any], service: 
     cpas = demo["cpas"]
     confirm = manager.text(f"/ui/cpas/{cpas}/users/{MARIE}/deactivate")
     assert ("Voulez-vous continuer ?" if lang == "fr" else "Wilt u doorgaan?") in confirm
-    response = manager.post(f"/ui/cpas/{cpas}/users/{MARIE}/deactivate")
+    response = manager.post(f"/ui/cpas/{cpas}/users/{MARIE}/deactivate", {"confirm": "1"})
     assert response.status_code == 303
     user = service.read(lambda s: s.get_user(cpas, MARIE))
     assert not user.active and service.read(lambda s: s.user_profiles(cpas, MARIE)) == []
@@ -391,7 +393,8 @@ def test_my_access_via_trusted_proxy(app: Any, demo: dict[str, Any], service: An
     boss = {**headers, "X-Remote-User": "79021412462", "X-Remote-Roles": "Agent social, Configuration CPAS"}
     env = {"REMOTE_ADDR": "10.1.2.3"}
     client.text(f"/ui/cpas/{demo['cpas']}/", headers=boss, environ_base=env)
-    response = client.post(f"/ui/cpas/{demo['cpas']}/users/{LUC}/deactivate", {}, headers=boss, environ_base=env)
+    response = client.post(f"/ui/cpas/{demo['cpas']}/users/{LUC}/deactivate", {"confirm": "1"}, headers=boss,
+                           environ_base=env)
     assert response.status_code == 303
     assert audits(service, demo["cpas"], "user.deactivate")[-1].actor == "sso:79021412462"
     assert client.get(f"/ui/cpas/{OTHER_CPAS}/", headers=boss, environ_base=env).status_code == 403
@@ -401,7 +404,7 @@ def test_my_access_via_trusted_proxy(app: Any, demo: dict[str, Any], service: An
 def test_audit_page_filters_and_csv(manager: Web, demo: dict[str, Any], service: Any, lang: str) -> None:
     cpas = demo["cpas"]
     manager.text(f"/ui/cpas/{cpas}/")
-    manager.post(f"/ui/cpas/{cpas}/users/{JULIE}/profiles", {"profiles": demo["profiles"]["rmc1"]})
+    manager.post(f"/ui/cpas/{cpas}/users/{JULIE}/profiles", {"profiles": demo["profiles"]["rmc1"], "confirm": "1"})
     html = manager.text(f"/ui/cpas/{cpas}/audit")
     assert ("Profils affectés" if lang == "fr" else "Profielen toegekend") in html
     assert 'title="cli:seed-demo"' in html
@@ -483,6 +486,69 @@ def test_saving_an_unchanged_assignment_writes_no_entry(fr_manager: Web, demo: d
     held = service.read(lambda s: s.user_profiles(cpas, MARIE))
     entries = service.read(lambda s: s.audit_page(cpas, page=1, per_page=1)[1])
     fr_manager.text(f"/ui/cpas/{cpas}/users/{MARIE}/profiles")
-    assert fr_manager.post(f"/ui/cpas/{cpas}/users/{MARIE}/profiles", {"profiles": held}).status_code == 303
+    assert fr_manager.post(f"/ui/cpas/{cpas}/users/{MARIE}/profiles", {"profiles": held, "confirm": "1"}
+                           ).status_code == 303
     assert service.read(lambda s: s.audit_page(cpas, page=1, per_page=1)[1]) == entries
     assert service.read(lambda s: s.user_profiles(cpas, MARIE)) == held
+
+
+# -- the preview step ("Aperçu des changements") ------------------------------------------------------------
+def hidden(html: str) -> list[tuple[str, str]]:
+    """The hidden inputs of the preview's form (the CSRF token aside), in order."""
+    form = html[html.index('class="card preview-actions"'):]
+    return [(n, v) for n, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form)
+            if n != "csrf_token"]
+
+
+def test_each_change_shows_what_it_would_do_before_it_is_made(fr_manager: Web, demo: dict[str, Any],
+                                                              service: Any) -> None:
+    """Without JavaScript: the profile form's "Enregistrer" shows the preview, whose hidden fields bring the
+    form back as it was ("Revenir au formulaire") or make the change ("Confirmer"); the same for an
+    assignment; the delete and deactivate confirmations show it on the page."""
+    cpas, rmc = demo["cpas"], demo["profiles"]["rmc1"]
+    url = f"/ui/cpas/{cpas}/profiles/{rmc}"
+    html = fr_manager.text(url)
+    version = re.search(r'name="version" type="hidden" value="(\d+)"', html).group(1)  # type: ignore[union-attr]
+    holders = service.read(lambda s: [u.name for u in s.profile_users(cpas, rmc)])  # Thomas GOOSSENS
+    held = checked(html)
+    assert "forms.list" in held and "dossier.search" not in held
+    kept = held - {"forms.list"} | {"dossier.search"}
+    label = {c: service.catalog.functions[c].label.fr for c in ("forms.list", "dossier.search")}
+    entries = len(audits(service, cpas, "profile.update"))
+    shown = fr_manager.post(url, {"description_fr": "RMC-1", "description_nl": "RMC-1", "version": version,
+                                  "functions": sorted(kept), "action": "save"})
+    preview = page(shown)
+    assert shown.status_code == 200 and "Aperçu des changements" in preview and "Confirmer" in preview
+    assert "Ne pourra plus utiliser" in preview and label["forms.list"] in preview
+    assert "Pourra utiliser" in preview and label["dossier.search"] in preview
+    assert holders and all(name in preview for name in holders)
+    fields = hidden(preview)
+    assert ("version", version) in fields and {v for n, v in fields if n == "functions"} == kept
+    assert service.read(lambda s: set(s.profile_functions(cpas, rmc))) == held  # not yet
+    back = fr_manager.post(url, [*fields, ("action", "edit")])
+    assert back.status_code == 200 and checked(page(back)) == kept and 'value="RMC-1"' in page(back)
+    assert len(audits(service, cpas, "profile.update")) == entries
+    done = fr_manager.post(url, [*fields, ("confirm", "1")])
+    assert done.status_code == 303 and service.read(lambda s: set(s.profile_functions(cpas, rmc))) == kept
+
+    # an assignment: its preview, back with the profiles ticked, then confirmed
+    assign = f"/ui/cpas/{cpas}/users/{LUC}/profiles"
+    fr_manager.text(assign)
+    preview = page(fr_manager.post(assign, {"profiles": rmc, "back": f"/ui/cpas/{cpas}/?q=luc"}))
+    assert "Aperçu des changements" in preview and "Luc LAMBERT" in preview and "Pourra utiliser" in preview
+    fields = hidden(preview)
+    assert fields == [("profiles", str(rmc)), ("back", f"/ui/cpas/{cpas}/?q=luc")]
+    again = page(fr_manager.post(assign, [*fields, ("action", "edit")]))
+    assert re.search(rf'value="{rmc}" checked', again) and "data-unsaved" in again
+    assert service.read(lambda s: s.user_profiles(cpas, LUC)) == []
+    done = fr_manager.post(assign, [*fields, ("confirm", "1")])
+    assert done.headers["Location"] == f"/ui/cpas/{cpas}/?q=luc"
+    assert service.read(lambda s: s.user_profiles(cpas, LUC)) == [rmc]
+
+    # the confirmations: what a deactivation takes away; a deletion concerns nobody
+    deactivate = fr_manager.text(f"/ui/cpas/{cpas}/users/{LUC}/deactivate")
+    assert "Aperçu des changements" in deactivate and "Ne pourra plus utiliser" in deactivate
+    assert service.read(lambda s: s.get_user(cpas, LUC).active)
+    with service.admin("test") as admin:
+        pid = admin.create_profile(cpas, description_fr="Jetable", description_nl=None, functions=["dossier.list"]).id
+    assert "L'accès d'aucun utilisateur ne change." in fr_manager.text(f"/ui/cpas/{cpas}/profiles/{pid}/delete")

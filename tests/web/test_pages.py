@@ -266,7 +266,7 @@ def test_store_outage_is_a_page_not_a_500(fr_manager: Web, demo: dict[str, Any],
         raise Unavailable("the policy store is unavailable")
 
     monkeypatch.setattr(service, "admin", down)
-    response = fr_manager.post(f"/ui/cpas/{demo['cpas']}/users/{MARIE}/deactivate")
+    response = fr_manager.post(f"/ui/cpas/{demo['cpas']}/users/{MARIE}/deactivate", {"confirm": "1"})
     assert response.status_code == 303
     assert "Le service est momentanément indisponible ; rien n'a été modifié." in fr_manager.text(
         f"/ui/cpas/{demo['cpas']}/")

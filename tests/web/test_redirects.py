@@ -131,9 +131,9 @@ def test_back_on_assign_and_deactivate(signed_in: Web, site: dict[str, Any], tar
         assert f'href="{home}">' in html, form  # the "Back" / "Cancel" link
         assert f'href="{escape(target)}"' not in html and f'value="{escape(target)}"' not in html, form
     assigned = signed_in.post(f"/ui/cpas/{cpas}/users/{MARIE}/profiles",
-                              {"profiles": site["profile"], "back": target})
+                              {"profiles": site["profile"], "back": target, "confirm": "1"})
     assert goes_to(assigned, home, target)
-    deactivated = signed_in.post(f"/ui/cpas/{cpas}/users/{MARIE}/deactivate", {"back": target})
+    deactivated = signed_in.post(f"/ui/cpas/{cpas}/users/{MARIE}/deactivate", {"back": target, "confirm": "1"})
     assert goes_to(deactivated, home, target)
 
 
@@ -142,7 +142,7 @@ def test_back_to_a_page_of_the_list_is_kept(signed_in: Web, site: dict[str, Any]
     back = f"/ui/cpas/{cpas}/?q=leblanc&page=1"
     shown = signed_in.get(f"/ui/cpas/{cpas}/users/{MARIE}/deactivate", query_string={"back": back})
     assert f'href="{back.replace("&", "&amp;")}"' in shown.get_data(as_text=True)
-    response = signed_in.post(f"/ui/cpas/{cpas}/users/{MARIE}/deactivate", {"back": back})
+    response = signed_in.post(f"/ui/cpas/{cpas}/users/{MARIE}/deactivate", {"back": back, "confirm": "1"})
     assert response.headers["Location"] == back
 
 

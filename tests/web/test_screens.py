@@ -383,6 +383,7 @@ def test_search_reactivation_and_admin_logs_read_as_a_manager_expects(site: Site
     entries = site.service.read(lambda s: s.audit_page(site.cpas, page=1, per_page=1)[1])
     driver.get(url(site, "/ui/cpas/{cpas}/users/{marie}/profiles"))
     click_and_load(driver, css(driver, "form[data-warn-unsaved] button[type=submit].primary"))
+    click_and_load(driver, css(driver, "form[data-warn-unsaved] button[name=confirm]"))  # after its preview
     assert site.service.read(lambda s: s.audit_page(site.cpas, page=1, per_page=1)[1]) == entries
     # the author filter matches the whole author: a part of one finds nothing
     driver.get(url(site, "/ui/cpas/{cpas}/audit"))
@@ -410,3 +411,56 @@ def test_search_reactivation_and_admin_logs_read_as_a_manager_expects(site: Site
     site.service.change("test", Admin.deactivate_user, site.cpas, RENARD)
     site.service.change("test", Admin.reactivate_user, site.cpas, LUC)
     site.service.change("test", Admin.set_user_profiles, site.cpas, LUC, [site.ids["long"]])
+
+
+# -- the preview of a change ("Aperçu des changements") -------------------------------------------------------
+PREVIEW = {"fr": ("Aperçu des changements", "Ne pourra plus utiliser", "Pourra utiliser", "a été enregistré"),
+           "nl": ("Overzicht van de wijzigingen", "Zal niet meer kunnen gebruiken", "Zal kunnen gebruiken",
+                  "werd opgeslagen")}
+
+
+def test_a_change_is_previewed_then_confirmed(site: Site, lang: str) -> None:
+    """The long profile without "Recherche d'un dossier", saved anyway: its preview says what Luc loses and
+    what stays granted but unusable; back to the form, the choices are kept; saved again and confirmed. Then
+    an assignment, previewed and confirmed. Each preview fits both widths and passes axe."""
+    from .test_browser import body
+
+    driver, service, cpas = site.driver, site.service, site.cpas
+    title, loses, gains, saved = PREVIEW[lang]
+    driver.get(url(site, "/ui/cpas/{cpas}/profiles/{long}"))
+    click(driver, css(driver, "[data-expand]"))
+    click(driver, css(driver, "label[for='f-dossier.search']"))
+    for attempt in ("first", "again"):
+        click_and_load(driver, css(driver, ".form-actions button[value=save]"))
+        click_and_load(driver, css(driver, "button[value=save_anyway]"))  # the prerequisite, left out on purpose
+        text = body(driver)
+        assert title in text and loses in text and "Luc LAMBERT" in text, attempt
+        assert driver.find_elements("css selector", ".impact-group .notice.warn")  # the list, now unusable
+        if attempt == "first":
+            check_screens(driver, lang, "preview of a profile save")
+            click_and_load(driver, css(driver, "button[value=edit]"))  # back to the form, choices kept
+            codes = set(driver.execute_script(
+                "return Array.from(document.querySelectorAll('input[data-function]:checked')).map(e => e.value)"))
+            assert codes == set(LONG_FUNCTIONS) - {"dossier.search"}
+            assert css(driver, "#description_fr").get_attribute("value") == LONG_FR
+    held = service.read(lambda s: set(s.profile_functions(cpas, site.ids["long"])))
+    assert held == set(LONG_FUNCTIONS)  # previews change nothing
+    click_and_load(driver, css(driver, "button[name=confirm]"))
+    assert saved in body(driver)
+    assert service.read(lambda s: set(s.profile_functions(cpas, site.ids["long"]))) == held - {"dossier.search"}
+
+    # an assignment: Luc gets "Full" too
+    driver.get(url(site, "/ui/cpas/{cpas}/users/{luc}/profiles"))
+    click(driver, css(driver, f"label[for='p-{site.ids['full']}']"))
+    click_and_load(driver, css(driver, "form[data-warn-unsaved] button[type=submit].primary"))
+    assert title in body(driver) and gains in body(driver)
+    check_screens(driver, lang, "preview of an assignment")
+    assert service.read(lambda s: s.user_profiles(cpas, LUC)) == [site.ids["long"]]
+    click_and_load(driver, css(driver, "button[name=confirm]"))
+    assert service.read(lambda s: s.user_profiles(cpas, LUC)) == sorted([site.ids["long"], site.ids["full"]])
+
+    # as it was for the other tests
+    version = service.read(lambda s: s.get_profile(cpas, site.ids["long"]).version)
+    service.change("test", Admin.update_profile, cpas, site.ids["long"], version=version, description_fr=LONG_FR,
+                   description_nl=LONG_NL, functions=list(LONG_FUNCTIONS), includes=None)
+    service.change("test", Admin.set_user_profiles, cpas, LUC, [site.ids["long"]])
