@@ -30,7 +30,10 @@ DOCS_HTML = """<!doctype html>
 </body></html>"""
 
 
-def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool = True) -> OpenAPI:
+def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool = True,
+               observe: bool = True) -> OpenAPI:
+    # start_polling=False, observe=False: what `serve --preload` makes in gunicorn's master; each worker
+    # then calls telemetry.install and service.start_polling itself, after the fork (cli._after_fork)
     # imported here, not at module level: prometheus-client picks its multiprocess mode when it is first
     # imported, which must happen after `serve` set PROMETHEUS_MULTIPROC_DIR
     from .api import admin_api, complete_document, decisions, errors, reply, users_api, validation_error_response
@@ -164,7 +167,8 @@ def create_app(overrides: dict[str, Any] | None = None, *, start_polling: bool =
 
     install_input_guards(app, settings.max_body_bytes)  # JSON, control characters, chunked bodies
     app.wsgi_app = EnforceFastPath(app.wsgi_app, service)  # type: ignore[method-assign]
-    install_telemetry(app, service)  # request ids, request lines, OpenTelemetry if OTEL_* ask (telemetry.py)
+    if observe:  # request ids, request lines, OpenTelemetry if OTEL_* ask (telemetry.py)
+        install_telemetry(app, service)
     service.sync()
     if start_polling:
         service.start_polling()

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import reads
 from .admin import Admin
-from .decisions import admissible, decide
+from .decisions import admissible, decide, function_users
 from .errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -48,7 +48,10 @@ from .schemas import (
     EnforceRequest,
     EnforceResponse,
     ErrorResponse,
+    FunctionPath,
     FunctionsQuery,
+    FunctionUsersQuery,
+    FunctionUsersResponse,
     LangQuery,
     ProfileCreate,
     ProfilePath,
@@ -187,6 +190,8 @@ def complete_document(app: OpenAPI) -> None:
                 operation.responses = {**(operation.responses or {}), "400": guard}
 
 
+HISTORY_400 = ERROR_TEXT[400] + ("; history_unavailable: at is before the policy's history begins (details."
+                                 "history_since: its first instant, null when none)")
 COMMON = errors(400, 401, 403, 503)  # every JSON route can answer these
 decisions = APIBlueprint("decisions", __name__, abp_tags=[Tag(name="decisions")], abp_security=SECURITY,
                          abp_responses=COMMON)
@@ -321,13 +326,13 @@ def enforce_batch(body: BatchRequest) -> Response:
                    "profiles": [{"id": 2, "description": "Full"}],
                    "functions": ["care_decision.manage", "care_decision.view", "dossier.search"]}),
     304: reply("Not Modified: If-None-Match holds the answer's ETag (or *); no body", headers=("ETag",)),
-    **errors(404),
+    **errors(400, 404, s400=HISTORY_400),
 })
 def user_functions(path: UserPath, query: FunctionsQuery, header: ConditionalHeaders) -> Response:
     """The user's effective functions (hierarchy and prerequisites applied), with an ETag."""
     svc = service()
     principal().require_cpas(path.cpas)
-    policy = svc.policy(path.cpas, query.min_policy_version)
+    policy = svc.policy_at(path.cpas, query.at, query.min_policy_version)
     view = policy.view(path.user)
     body = {
         "cpas": path.cpas,
@@ -492,6 +497,23 @@ def delete_profile(path: ProfilePath, query: DryRunQuery) -> Response:
     if isinstance(done, Previewed):
         return _dry_run(done)
     return _changed(None, 204, done.policy_version)
+
+
+@admin_api.get("/cpas/<cpas>/functions/<function>/users", operation_id="functionUsers", description=(
+    "Exactly the users /enforce allows the function now (hierarchy, covering functions and prerequisites "
+    "applied; an inactive user is never listed), read from the decision engine's index; with at, as it was then "
+    "(the names are today's)."), responses={
+    200: reply("every user allowed the function, by user id, with the profiles that grant it",
+               FunctionUsersResponse, example={
+                   "cpas": "0207196354", "function": "dossier.search", "policy_version": 33,
+                   "users": [{"user": "85073003328", "name": "Marie DUBOIS", "granted_by": [2]},
+                             {"user": "93061517116", "name": "Thomas GOOSSENS", "granted_by": [6, 7]}]}),
+    **errors(400, 404, s400=HISTORY_400),
+})
+def list_function_users(path: FunctionPath, query: FunctionUsersQuery) -> Response:
+    """Who can use this function: the users allowed it, each with the profiles that grant it."""
+    return _json(function_users(service(), principal(), path.cpas, path.function,
+                                query.min_policy_version, query.at).as_json())
 
 
 @admin_api.get("/cpas/<cpas>/users", operation_id="listUsers", responses={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import tempfile
@@ -276,6 +277,33 @@ def verify_audit_cmd(cpas: str | None) -> None:
     click.echo(f"ok: {_count(rows, 'row')} in {_count(len(checks), 'chain')}")
 
 
+@main.command("purge-history")
+@click.option("--before", "before", required=True,
+              help="an ISO 8601 date or instant (a date: midnight, Brussels time); what is older is forgotten")
+def purge_history_cmd(before: str) -> None:
+    """Forget the policy history before an instant: each CPAS keeps a snapshot of its state at that instant,
+    so ``?at=`` answers from it on and refuses earlier instants (history_unavailable). The audit trail is
+    not touched."""
+    from datetime import datetime
+
+    from .reads import local_zone
+
+    try:
+        cut = datetime.fromisoformat(before)
+    except ValueError:
+        _fail(f"--before {before!r} is not an ISO 8601 date or instant (2025-01-01, 2025-01-01T00:00:00+01:00)")
+    if cut.tzinfo is None:
+        cut = cut.replace(tzinfo=local_zone())
+    settings = load_settings()
+    database = Database(settings.database_url, board=settings.version_board or None)
+    try:
+        with database.transaction() as session:
+            deleted = Store(session).purge_history(cut)
+    finally:
+        database.dispose()
+    click.echo(f"purged {_count(deleted, 'history row')} before {iso(cut)}")
+
+
 def _count(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -312,7 +340,10 @@ def generate_cmd(scale: str | None, cpas_count: int | None, users: int | None, s
 @click.option("--port", default=8000, type=int, show_default=True)
 @click.option("--workers", default=2, type=int, show_default=True)
 @click.option("--threads", default=4, type=int, show_default=True, help="threads per worker (gthread)")
-def serve_cmd(host: str, port: int, workers: int, threads: int) -> None:
+@click.option("--preload/--no-preload", default=True, show_default=True,
+              help="load the policy once in gunicorn's master and share its memory with the workers "
+                   "(copy-on-write); --no-preload: every worker loads its own")
+def serve_cmd(host: str, port: int, workers: int, threads: int, preload: bool) -> None:
     """Run the server under gunicorn."""
     from gunicorn.app.base import BaseApplication
     from gunicorn.glogging import Logger
@@ -331,7 +362,7 @@ def serve_cmd(host: str, port: int, workers: int, threads: int) -> None:
     from .telemetry import TelemetryConfig
 
     try:
-        TelemetryConfig.from_environment()  # checked here; each worker starts its own exporters (create_app)
+        TelemetryConfig.from_environment()  # checked here; each worker starts its own exporters
     except ValueError as err:
         _fail(str(err))
 
@@ -354,17 +385,45 @@ def serve_cmd(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("logger_class", JsonLogger)
             self.cfg.set("loglevel", settings.log_level.lower())
             self.cfg.set("accesslog", None)
-            # the app is made in each worker, after the fork (never preloaded): its OpenTelemetry providers,
-            # export threads and connections are the worker's own
-            self.cfg.set("preload_app", False)
+            # preloaded: the app and its decision index are made once, in the master, and the workers share
+            # their pages (copy-on-write); what must be a worker's own (OpenTelemetry providers and export
+            # threads, the request log's hooks, connections, the version board's lock, the poller and the
+            # listener) is set up after the fork (_after_fork). Not preloaded: all of it in each worker.
+            self.cfg.set("preload_app", preload)
+            if preload:
+                self.cfg.set("post_fork", _after_fork)
             self.cfg.set("child_exit", _child_exit)
 
         def load(self) -> Any:
             from . import create_app
 
-            return create_app()
+            if not preload:
+                return create_app()
+            app = create_app(start_polling=False, observe=False)
+            app.extensions["authz"].db.engine.dispose()  # no connection of the master's goes to a worker
+            # every object made so far (most of it the index) out of the collector's reach: a collection in
+            # a worker would otherwise write to their headers and copy every page it touches
+            gc.collect()
+            gc.freeze()
+            _PRELOADED.append(app)
+            return app
 
     Server().run()
+
+
+_PRELOADED: list[Any] = []  # the app ``serve --preload`` made in gunicorn's master
+
+
+def _after_fork(_server: Any, _worker: Any) -> None:
+    """In each worker, just forked from a master that preloaded the app: what must be the worker's own."""
+    from .telemetry import install as install_telemetry
+
+    app = _PRELOADED[0]
+    service = app.extensions["authz"]
+    service.db.after_fork()  # its own connections and its own lock on the version board
+    install_telemetry(app, service)  # its own providers, export threads and service.instance.id
+    service.sync()  # what changed since the master loaded (a worker may be replaced hours later)
+    service.start_polling()
 
 
 def _child_exit(_server: Any, worker: Any) -> None:

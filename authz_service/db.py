@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +51,9 @@ class Database:
     def __init__(self, url: str, *, board: str | None = None, timeout: float | None = None) -> None:
         self.url = url
         self.timeout = timeout
+        # the instant of the policy history's rows (Store.record_history): None, the database's clock; tests
+        # inject one so that every change has an instant of its own without waiting
+        self.history_clock: Callable[[], datetime] | None = None
         kwargs: dict = {"future": True}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
@@ -99,6 +103,8 @@ class Database:
         with the same locks, rolled back at the end whatever happens: nothing is written and, the commit
         hook never running, nothing is announced on the version board."""
         session = self.sessions()
+        if self.history_clock is not None:
+            session.info[HISTORY_CLOCK] = self.history_clock
         try:
             if self.is_sqlite:
                 self._connect(session, sqlite_write=True)
@@ -136,11 +142,18 @@ class Database:
             session.rollback()
             session.close()
 
+    def after_fork(self) -> None:
+        """In a forked child: connections of its own (the parent's stay the parent's) and a descriptor of
+        its own for the version board's lock."""
+        self.engine.dispose(close=False)
+        self.board.after_fork()
+
     def dispose(self) -> None:
         self.engine.dispose()
         self.board.close()
 
 
+HISTORY_CLOCK = "authz_history_clock"  # session.info key: Database.history_clock, for Store's history rows
 CHANGED = "authz_changed_cpas"  # session.info key: CPAS whose policy version this transaction bumped
 
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from . import reads
 from .engine import CpasPolicy, Decision
 from .errors import CpasUnknown, UnknownFunction, VersionNotReached
 from .logs import log_decision
@@ -107,6 +109,45 @@ def permitted_users(service: Service, principal: Principal, cpas: str, function:
     if policy is None:
         return Found((), reason="unknown_cpas")
     return Found(policy.users_allowed(function), {cpas: policy.version})
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A user ``decide`` allows a function, with the profiles assigned to them that grant it."""
+
+    user: str
+    name: str
+    granted_by: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FunctionUsers:
+    """Who may use a function of a CPAS, from one policy (its version) and the users' names."""
+
+    cpas: str
+    function: str
+    policy: CpasPolicy
+    users: tuple[Holder, ...]
+
+    def as_json(self) -> dict[str, object]:
+        return {"cpas": self.cpas, "function": self.function, "policy_version": self.policy.version,
+                "users": [{"user": h.user, "name": h.name, "granted_by": list(h.granted_by)} for h in self.users]}
+
+
+def function_users(service: Service, principal: Principal, cpas: str, function: str,
+                   minimum: int = 0, at: datetime | None = None) -> FunctionUsers:
+    """Every user ``decide`` allows ``function`` in ``cpas`` now, from the engine's index (the checks in
+    decide's order: 403, 400 ``unknown_function``, 503, 404 ``unknown_cpas``), with each user's name (one read
+    of the store for them all) and the profiles that grant it. ``at``: as it was then, from the policy's history
+    (``Service.policy_at``); the names are today's."""
+    principal.require_cpas(cpas)
+    if function not in service.catalog:
+        raise UnknownFunction(f"unknown function code: {function}", {"function": function})
+    policy = service.policy_at(cpas, at, minimum)
+    grants = policy.grants_of(function)
+    names = service.read(lambda store: reads.user_names(store, cpas))
+    return FunctionUsers(cpas, function, policy,
+                         tuple(Holder(user, names.get(user, ""), granted_by) for user, granted_by in grants))
 
 
 def permitted_cpas(service: Service, principal: Principal, user: str, function: str,

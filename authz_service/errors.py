@@ -203,6 +203,19 @@ class ProfileIncluded(ProfileInUse):
         super().__init__(self.FR, {"message_nl": self.NL, "profiles": profiles})
 
 
+class HistoryUnavailable(ServiceError):
+    """An instant the policy history cannot answer for: before the history began (migration 0007, the CPAS's
+    creation) or before its last purge (``purge-history``)."""
+
+    code, status = "history_unavailable", 400
+
+    def __init__(self, cpas: str, at: str, since: str | None) -> None:
+        super().__init__(
+            f"no policy history of CPAS {cpas} at {at}" + (f": it begins at {since}" if since else ""),
+            {"cpas": cpas, "at": at, "history_since": since},
+        )
+
+
 class PayloadTooLarge(ServiceError):
     code, status = "payload_too_large", 413
 

@@ -87,6 +87,17 @@ class VersionBoard:
     def for_database(cls, database_url: str, override: str | None = None) -> VersionBoard:
         return cls(Path(override) if override else default_path(database_url))
 
+    def after_fork(self) -> None:
+        """In a forked child: its own descriptor. ``flock`` locks belong to the open file, which a fork
+        shares, so with the parent's descriptor two workers would both hold the lock at once. The mapping
+        stays: it is the same shared file."""
+        if self.path is None or self._fd is None:
+            return
+        fd = os.open(self.path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+        os.close(self._fd)
+        self._fd = fd
+        self._local_lock = threading.Lock()
+
     def read(self, slot: int) -> int:
         return self._counters[slot]
 

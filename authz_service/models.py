@@ -179,6 +179,26 @@ class AuditEntry(Base):
     row_hash: Mapped[str] = mapped_column(String(64))
 
 
+class PolicyEvent(Base):
+    """Append-only history of what a CPAS's policy is built from (migration 0007), written by ``Store`` in the
+    transaction of every change: ``links`` (a subject's parents now: ``payload`` the list), ``user`` (a user's
+    active flag now; null: no row), ``descriptions`` (every profile's, ``{id: [fr, nl]}``), ``version`` (the
+    version moved, nothing else), ``snapshot`` (the whole state: ``{links, users, descriptions}``). Each row
+    holds the state of what it names, so the state at an instant is the latest snapshot at or before it with
+    the later rows up to it applied in (``at``, ``id``) order (``Store.cpas_policy_at``). ``at``: taken in the
+    transaction, after the CPAS's lock, strictly increasing per CPAS; ``version``: the CPAS's after it."""
+
+    __tablename__ = "policy_history"
+    __table_args__ = (Index("ix_policy_history_cpas_id_at", "cpas_id", "at"), NEVER_REUSED)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cpas_id: Mapped[str] = mapped_column(String(10))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    payload: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
 class ApiKey(Base):
     __tablename__ = "api_key"
     __table_args__ = (NEVER_REUSED,)

@@ -17,9 +17,9 @@ from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .catalog import Catalog
-from .engine import in_language
-from .errors import CpasUnknown, ProfileNotFound, UserNotFound
-from .models import AdminAccount, AuditEntry, Cpas, Profile, User, audit_genesis, audit_hash
+from .engine import CpasPolicy, Rules, in_language
+from .errors import CpasUnknown, HistoryUnavailable, ProfileNotFound, UserNotFound
+from .models import AdminAccount, AuditEntry, Cpas, Profile, User, audit_genesis, audit_hash, iso
 from .store import AuditWhere, Store
 
 T = TypeVar("T")
@@ -337,6 +337,22 @@ def users_page(
                      tuple(_ref(profiles[i], lang) for i in assigned.get(r.user, []) if i in profiles), r.name)
              for r in rows]
     return Page(items, page, per_page, total)
+
+
+def policy_at(store: Store, rules: Rules, cpas: str, at: datetime) -> CpasPolicy:
+    """The CPAS's policy as it was at ``at``, from the store's history (CpasUnknown if there is no such CPAS,
+    HistoryUnavailable if its history does not reach back to ``at``)."""
+    _cpas(store, cpas)
+    policy = store.cpas_policy_at(cpas, rules, at)
+    if policy is None:
+        since = store.history_since(cpas)
+        raise HistoryUnavailable(cpas, iso(at), iso(since) if since is not None else None)
+    return policy
+
+
+def user_names(store: Store, cpas: str) -> dict[str, str]:
+    """Every user of the CPAS, active or not: user id -> name (one query)."""
+    return store.user_names(cpas)
 
 
 def inactive_count(store: Store, cpas: str) -> int:

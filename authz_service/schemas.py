@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import copy
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, TypeAdapter
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema
 from typing_extensions import TypeAliasType
@@ -149,6 +150,24 @@ class Params(BaseModel):
 _SCHEMAS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """The instant in UTC (refused when UTC cannot hold it: year 1 with a positive offset, year 9999 with a
+    negative one)."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the instant is out of range") from None
+
+
+At = Annotated[AwareDatetime | None, AfterValidator(_utc), Field(description=(
+    "an ISO 8601 instant with its offset (2026-03-01T09:30:00+01:00, ...Z; encode + as %2B): the answer the "
+    "service gave then, with the policy_version then, rebuilt from the policy's history (min_policy_version is "
+    "then moot); an instant before the history begins (migration 0007, the CPAS's creation, the last "
+    "purge-history) is 400 history_unavailable"))]
+
+
 # -- path and query ---------------------------------------------------------------------------------
 class CpasPath(Params):
     cpas: Kbo
@@ -171,6 +190,17 @@ class LangQuery(Params):
 class FunctionsQuery(Params):
     lang: Lang = "fr"
     min_policy_version: MinVersion = 0
+    at: At = None
+
+
+class FunctionPath(Params):
+    cpas: Kbo
+    function: FunctionCode
+
+
+class FunctionUsersQuery(Params):
+    min_policy_version: MinVersion = 0
+    at: At = None
 
 
 class TemplatesQuery(Params):
@@ -344,6 +374,20 @@ class UserFunctionsResponse(BaseModel):
     policy_version: Version
     profiles: list[ProfileRef]
     functions: list[str] = Field(description="the effective function codes, sorted")
+
+
+class FunctionUser(BaseModel):
+    user: str
+    name: str = Field(description="as last reported at login (empty when never reported)")
+    granted_by: list[int] = Field(description="the user's profiles that grant the function, directly or through "
+                                              "what they include or cover (the explanation's granted_by)")
+
+
+class FunctionUsersResponse(BaseModel):
+    cpas: str
+    function: str
+    policy_version: Version
+    users: list[FunctionUser] = Field(description="every active user /enforce allows the function now, by user id")
 
 
 class UserResponse(BaseModel):

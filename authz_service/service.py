@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import reads
 from .admin import Admin
 from .catalog import Catalog, load_catalog
 from .config import Settings
@@ -219,6 +221,14 @@ class Service:
         if policy is None:
             raise CpasUnknown(cpas)
         return policy
+
+    def policy_at(self, cpas: str, at: datetime | None, minimum: int = 0) -> CpasPolicy:
+        """The CPAS's policy at ``at`` (None: now, as ``policy``), rebuilt from the store's history with the
+        engine's rules; CpasUnknown, or HistoryUnavailable for an instant the history does not reach."""
+        if at is None:
+            return self.policy(cpas, minimum)
+        rules = self.snapshot().rules  # fail closed as a decision does
+        return self.read(lambda store: reads.policy_at(store, rules, cpas, at))
 
     def fresh_policy(self, cpas: str, minimum: int = 0) -> CpasPolicy | None:
         """The policy to decide with for ``cpas`` (None: no such CPAS). It holds every change announced

@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, object_session
 
 from .catalog import Catalog
-from .db import note_change
+from .db import HISTORY_CLOCK, note_change
 from .engine import (
     ANY_CPAS,
     FUNCTION,
@@ -38,6 +38,7 @@ from .models import (
     CatalogState,
     Cpas,
     LoginAttempt,
+    PolicyEvent,
     Profile,
     ServiceSecret,
     User,
@@ -163,6 +164,7 @@ class Store:
     def add_profile(self, profile: Profile) -> Profile:
         self._s.add(profile)
         self._s.flush()
+        _written(self._s).descriptions.add(profile.cpas_id)
         return profile
 
     def delete_profile(self, profile: Profile) -> None:
@@ -173,6 +175,7 @@ class Store:
             )
         ).all()
         self._touch(profile.cpas_id, role, *(str(h) for h in holders))
+        _written(self._s).descriptions.add(profile.cpas_id)
         self._s.execute(
             delete(CasbinRule).where(
                 CasbinRule.ptype == "g",
@@ -568,6 +571,146 @@ class Store:
             query = query.where(LoginAttempt.bucket == bucket)
         return int(self._s.execute(query).rowcount or 0)  # type: ignore[attr-defined]
 
+    # -- history (migration 0007): what a CPAS's policy was built from, at any instant since ------------------
+    def record_history(self) -> None:
+        """Append to ``policy_history`` what this transaction changed of each CPAS's policy, as it now is (called
+        by the session's ``before_commit``: every write path, in its own transaction). A CPAS written in a way
+        that names no subject (new, bulk rows) gets a snapshot; a catalog change, every CPAS's new version."""
+        written = _written(self._s)
+        named = set(written.version) | set(written.subjects) | written.descriptions
+        named |= {c for c in written.doubtful if c is not None}
+        if None in written.doubtful:
+            named |= set(self._s.scalars(select(Cpas.id)))
+        if not named:
+            return
+        versions = self.versions_of(named)  # a CPAS gone (none is ever deleted) has nothing left to record
+        clock = self._s.info.get(HISTORY_CLOCK)
+        rows: list[dict[str, Any]] = []
+        for cpas in sorted(versions):
+            at, version = self._history_instant(cpas, clock), int(versions[cpas])
+            event = {"cpas_id": cpas, "at": at, "version": version}
+            if cpas in written.doubtful:
+                rows.append({**event, "kind": "snapshot", "subject": None, "payload": self._state_now(cpas)})
+                continue
+            subjects = sorted(written.subjects.get(cpas, ()))
+            links: dict[str, list[str]] = {subject: [] for subject in subjects}
+            for start in range(0, len(subjects), 500):
+                chunk = subjects[start:start + 500]
+                for child, parent in self._s.execute(_LINKS_OF, {"cpas": cpas, "subjects": chunk}):
+                    links[str(child)].append(str(parent))
+            ids = [subject[len(USER):] for subject in subjects if subject.startswith(USER)]
+            users: dict[str, bool | None] = dict.fromkeys(ids)
+            for start in range(0, len(ids), 500):
+                users.update((str(u), bool(a)) for u, a in self._s.execute(
+                    _USERS_OF, {"cpas": cpas, "users": ids[start:start + 500]}))
+            rows.extend({**event, "kind": "links", "subject": subject, "payload": sorted(parents)}
+                        for subject, parents in links.items())
+            rows.extend({**event, "kind": "user", "subject": user, "payload": active} for user, active in users.items())
+            if cpas in written.descriptions:
+                rows.append({**event, "kind": "descriptions", "subject": None, "payload": self._descriptions_now(cpas)})
+            if not subjects and cpas not in written.descriptions:
+                rows.append({**event, "kind": "version", "subject": None, "payload": None})
+        for start in range(0, len(rows), 5000):
+            self._s.execute(insert(PolicyEvent), rows[start:start + 5000])
+
+    def _history_instant(self, cpas: str, clock: Callable[[], datetime] | None) -> datetime:
+        """The transaction's instant for the CPAS's history: the database's clock (PostgreSQL's
+        ``clock_timestamp()``, read after the CPAS's lock; on SQLite, whose write lock serializes every
+        transaction, this process's clock) or the injected ``clock``; always after the CPAS's last row."""
+        if clock is not None:
+            now = clock()
+        elif self._s.get_bind().dialect.name == "postgresql":
+            now = self._s.scalar(text("SELECT clock_timestamp()"))
+        else:
+            now = utcnow()
+        now = _aware(now)
+        last = self._s.scalar(select(func.max(PolicyEvent.at)).where(PolicyEvent.cpas_id == cpas))
+        if last is not None and now <= _aware(last):
+            now = _aware(last) + timedelta(microseconds=1)
+        return now
+
+    def _descriptions_now(self, cpas: str) -> dict[str, list[str | None]]:
+        return {str(pid): [fr, nl] for pid, fr, nl in self._s.execute(_DESCRIPTIONS, {"cpas": cpas})}
+
+    def _state_now(self, cpas: str) -> dict[str, Any]:
+        links: dict[str, list[str]] = {}
+        for child, parent in self._s.execute(
+            select(CasbinRule.v0, CasbinRule.v1).where(CasbinRule.ptype == "g", CasbinRule.v2 == cpas)
+        ):
+            links.setdefault(str(child), []).append(str(parent))
+        users = {str(u): bool(a) for u, a in self._s.execute(_USERS_ALL, {"cpas": cpas})}
+        return {"links": {k: sorted(v) for k, v in links.items()}, "users": users,
+                "descriptions": self._descriptions_now(cpas)}
+
+    def history_state(self, cpas: str, at: datetime) -> HistoryState | None:
+        """The CPAS's policy rows as they were at ``at`` (included): the latest snapshot at or before it with
+        every later row up to it applied; None when the history has nothing at or before ``at``."""
+        at = _aware(at)
+        snap = self._s.execute(
+            select(PolicyEvent.at, PolicyEvent.version, PolicyEvent.payload)
+            .where(PolicyEvent.cpas_id == cpas, PolicyEvent.kind == "snapshot", PolicyEvent.at <= at)
+            .order_by(PolicyEvent.at.desc(), PolicyEvent.id.desc()).limit(1)
+        ).first()
+        if snap is None:
+            return None
+        taken, version, payload = snap
+        links = {str(k): list(v) for k, v in payload["links"].items()}
+        users = {str(k): bool(v) for k, v in payload["users"].items()}
+        descriptions = {str(k): list(v) for k, v in payload["descriptions"].items()}
+        # a row at the snapshot's own instant is already in it (a purge's snapshot): applied again, it changes nothing
+        for kind, subject, value, row_version in self._s.execute(
+            select(PolicyEvent.kind, PolicyEvent.subject, PolicyEvent.payload, PolicyEvent.version)
+            .where(PolicyEvent.cpas_id == cpas, PolicyEvent.kind != "snapshot", PolicyEvent.at >= taken,
+                   PolicyEvent.at <= at)
+            .order_by(PolicyEvent.at, PolicyEvent.id)
+        ):
+            version = max(version, row_version)
+            if kind == "links":
+                if value:
+                    links[str(subject)] = list(value)
+                else:
+                    links.pop(str(subject), None)
+            elif kind == "user":
+                if value is None:
+                    users.pop(str(subject), None)
+                else:
+                    users[str(subject)] = bool(value)
+            elif kind == "descriptions":
+                descriptions = {str(k): list(v) for k, v in value.items()}
+        return HistoryState(int(version), links, users, descriptions)
+
+    def cpas_policy_at(self, cpas: str, rules: Rules, at: datetime) -> CpasPolicy | None:
+        """The CPAS's policy as it was at ``at`` (with today's catalog rules); None: no history then."""
+        state = self.history_state(cpas, at)
+        if state is None:
+            return None
+        return CpasPolicy(cpas, state.version, rules,
+                          ((child, parent) for child, parents in state.links.items() for parent in parents),
+                          state.users, {int(k): (v[0], v[1]) for k, v in state.descriptions.items()})
+
+    def history_since(self, cpas: str) -> datetime | None:
+        """The first instant the CPAS's history can answer for (its oldest snapshot), or None."""
+        found = self._s.scalar(select(func.min(PolicyEvent.at)).where(
+            PolicyEvent.cpas_id == cpas, PolicyEvent.kind == "snapshot"))
+        return _aware(found) if found is not None else None
+
+    def purge_history(self, before: datetime) -> int:
+        """Forget the history before ``before``: each CPAS that has rows before it gets a snapshot of its state
+        at ``before`` (so every instant from ``before`` on is still answered), then those rows are deleted.
+        Returns how many rows were deleted."""
+        before = _aware(before)
+        deleted = 0
+        for cpas in sorted(set(self._s.scalars(
+                select(PolicyEvent.cpas_id).where(PolicyEvent.at < before).distinct()))):
+            state = self.history_state(cpas, before)
+            if state is not None:
+                self._s.execute(insert(PolicyEvent), [{
+                    "cpas_id": cpas, "at": before, "version": state.version, "kind": "snapshot", "subject": None,
+                    "payload": {"links": state.links, "users": state.users, "descriptions": state.descriptions}}])
+            result = self._s.execute(delete(PolicyEvent).where(PolicyEvent.cpas_id == cpas, PolicyEvent.at < before))
+            deleted += int(getattr(result, "rowcount", 0) or 0)
+        return deleted
+
     # -- bulk loading (``generate``: national-scale test data) ----------------------------------------
     def add_profiles(self, profiles: Sequence[Profile]) -> None:
         self._s.add_all(profiles)
@@ -593,11 +736,28 @@ _LINKS_OF = select(CasbinRule.v0, CasbinRule.v1).where(
 _USERS_OF = select(User.user, User.active).where(
     User.cpas_id == bindparam("cpas"), User.user.in_(bindparam("users", expanding=True))
 )
+_USERS_ALL = select(User.user, User.active).where(User.cpas_id == bindparam("cpas"))
 _DESCRIPTIONS = select(Profile.id, Profile.description_fr, Profile.description_nl).where(
     Profile.cpas_id == bindparam("cpas")
 )
 
 WRITTEN = "authz_written"  # session.info key: what this transaction wrote that policies are built from
+
+
+@dataclass(frozen=True)
+class HistoryState:
+    """A CPAS's policy rows at an instant, from its history: subject -> parents, user -> active, profile id (as
+    text) -> [description_fr, description_nl], and the CPAS's version then."""
+
+    version: int
+    links: dict[str, list[str]]
+    users: dict[str, bool]
+    descriptions: dict[str, list[str | None]]
+
+
+def _aware(moment: datetime) -> datetime:
+    """In UTC, with its zone (SQLite hands back naive datetimes, always written in UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass
@@ -610,6 +770,7 @@ class _Written:
     version: dict[str, int] = field(default_factory=dict)
     subjects: dict[str, set[str]] = field(default_factory=dict)
     doubtful: set[str | None] = field(default_factory=set)
+    descriptions: set[str] = field(default_factory=set)  # CPAS whose profiles were added, deleted or renamed
 
 
 def _written(session: Session) -> _Written:
@@ -626,6 +787,22 @@ def _user_active_set(target: User, value: Any, oldvalue: Any, initiator: Any) ->
     session = object_session(target)
     if session is not None:
         _written(session).subjects.setdefault(target.cpas_id, set()).add(user_subject(target.user))
+
+
+@event.listens_for(Profile.description_fr, "set")
+@event.listens_for(Profile.description_nl, "set")
+def _description_set(target: Profile, value: Any, oldvalue: Any, initiator: Any) -> None:
+    session = object_session(target)
+    if session is not None and target.cpas_id is not None:
+        _written(session).descriptions.add(target.cpas_id)
+
+
+@event.listens_for(Session, "before_commit")
+def _record_history(session: Session) -> None:
+    """Every committed change leaves its history (``Store.record_history``) in its own transaction."""
+    if isinstance(session.info.get(WRITTEN), _Written):
+        Store(session).record_history()
+        session.info.pop(WRITTEN, None)  # recorded: a later transaction of the session starts afresh
 
 
 AUDIT_LOCKS = 0x61756474  # "audt": the advisory locks of the audit chains (the first of the two keys)

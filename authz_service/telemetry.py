@@ -22,9 +22,10 @@ never recorded, and neither are headers unless ``OTEL_INSTRUMENTATION_HTTP_CAPTU
 The CPAS (a public enterprise number), profile ids, routes, the client's address and user agent stay.
 
 The providers belong to the app (never the global ones: two apps in one process stay apart), and are
-made where the app is: under ``authz-service serve`` that is in each gunicorn worker, after the fork
-(``serve`` never preloads the app), so each worker has its own export threads and its own
-``service.instance.id``; they are flushed at exit.
+made in the process that serves: under ``authz-service serve`` that is each gunicorn worker, after the
+fork (``serve --preload``, the default, makes the app in the master without them and each worker calls
+``install`` from gunicorn's ``post_fork`` hook; ``--no-preload`` makes the whole app in each worker), so
+each worker has its own export threads and its own ``service.instance.id``; they are flushed at exit.
 """
 
 from __future__ import annotations

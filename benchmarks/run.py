@@ -6,7 +6,12 @@ Sections (each can be chosen with --only):
   coldstart   national scale: time to a loaded engine and peak RSS, in a fresh process and as a
               gunicorn worker (time to /readyz 200, worker RSS)
   http        wrk against gunicorn: /enforce, /enforce/batch (100), user functions 200 and 304, each
-              beside the no-op route /healthz of the same app
+              beside the no-op route /healthz of the same app and beside the floor: a raw WSGI app
+              (floor.py) under the same gunicorn settings, reading the same body and answering as many
+              bytes, driven by the same wrk run right after; the ratios to it
+  memory      national scale, `serve --preload` (the default) and `--no-preload`, 1 and 2 workers: PSS and
+              USS of the master and each worker (/proc/<pid>/smaps_rollup), what the second worker adds,
+              time to ready
   propagation two servers on PostgreSQL + Redis: a change on one, time until the other answers it
   writes      national scale: saving a 150-function profile, assigning profiles (through Service.change,
               the CPAS's policy rebuilt before the call returns), 50 of each
@@ -192,7 +197,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, url: str, *, workers: int = 2, env: dict[str, str] | None = None) -> None:
+    def __init__(self, url: str, *, workers: int = 2, env: dict[str, str] | None = None,
+                 preload: bool = True) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         # no access log: the Cerbos beside it runs without its audit log too
@@ -201,7 +207,8 @@ class Server:
         environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [str(BIN / "authz-service"), "serve", "--port", str(self.port), "--workers", str(workers)],
+            [str(BIN / "authz-service"), "serve", "--port", str(self.port), "--workers", str(workers),
+             "--preload" if preload else "--no-preload"],
             env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         self.ready_s = self.wait_ready()
@@ -232,6 +239,19 @@ class Server:
                 rss = next(line for line in status.splitlines() if line.startswith("VmRSS"))
                 out.append(int(rss.split()[1]) / 1024)
         return out
+
+    def worker_pids(self) -> list[int]:
+        out = []
+        for child in Path("/proc").iterdir():
+            if not child.name.isdigit():
+                continue
+            try:
+                status = (child / "status").read_text()
+            except OSError:
+                continue
+            if f"PPid:\t{self.proc.pid}\n" in status:
+                out.append(int(child.name))
+        return sorted(out)
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -271,6 +291,58 @@ def coldstart() -> dict[str, Any]:
         "gunicorn_ready_seconds": statistics.median(r["ready_s"] for r in served),
         "gunicorn_worker_rss_mb": statistics.median(r["worker_rss_mb"] for r in served),
     }
+
+
+def smaps_mb(pid: int) -> dict[str, float]:
+    """RSS, PSS (shared pages divided among the processes that map them) and USS (pages of this process
+    alone: Private_Clean + Private_Dirty) of a process, in MB, from /proc/<pid>/smaps_rollup."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[-1] == "kB":
+            fields[name] = int(parts[0]) / 1024
+    return {"rss": fields["Rss"], "pss": fields["Pss"],
+            "uss": fields["Private_Clean"] + fields["Private_Dirty"]}
+
+
+def memory() -> dict[str, Any]:
+    """Each mode with 1 and 2 workers, after every worker has answered decisions for a few seconds (so
+    the pages a decision touches are counted); what the second worker adds to the whole server's PSS."""
+    url = dataset(580)
+    service = service_for(url)
+    singles = [json.dumps({"cpas": c, "user": u, "function": f}) for c, u, f in sample_requests(service, 2000)]
+    service.close()
+    key = api_key(url)
+    out: dict[str, Any] = {}
+    for preload in (True, False):
+        mode = "preload" if preload else "no_preload"
+        runs: dict[str, Any] = {}
+        for workers in (1, 2):
+            server = Server(url, workers=workers, preload=preload)
+            try:
+                ready_s = server.ready_s
+                deadline = time.perf_counter() + 60
+                while True:  # every worker loaded (/readyz answers as soon as one is): its poller thread runs
+                    pids = server.worker_pids()
+                    if len(pids) == workers and all(len(os.listdir(f"/proc/{pid}/task")) > 1 for pid in pids):
+                        break
+                    if time.perf_counter() > deadline:
+                        raise RuntimeError("the workers never all became ready")
+                    time.sleep(0.2)
+                all_ready_s = time.perf_counter() - server.started
+                wrk(server.base, "/enforce", "POST", key, singles, seconds=2)
+                master = smaps_mb(server.proc.pid)
+                each = [smaps_mb(pid) for pid in server.worker_pids()]
+            finally:
+                server.stop()
+            runs[str(workers)] = {"ready_s": ready_s, "all_workers_ready_s": all_ready_s, "master": master,
+                                  "workers": each, "total_pss": master["pss"] + sum(w["pss"] for w in each)}
+        runs["second_worker_adds_pss"] = runs["2"]["total_pss"] - runs["1"]["total_pss"]
+        out[mode] = runs
+        log(f"  {mode}: total PSS 1 worker {runs['1']['total_pss']:.0f} MB, 2 workers {runs['2']['total_pss']:.0f}"
+            f" MB: +{runs['second_worker_adds_pss']:.0f} MB")
+    return out
 
 
 # -- HTTP -----------------------------------------------------------------------------------------------
@@ -348,15 +420,26 @@ def http() -> dict[str, Any]:
         request = urllib.request.Request(server.base + path, headers={"Authorization": f"Bearer {key}"})
         with urllib.request.urlopen(request) as answer:
             etag = answer.headers["ETag"]
-        noop = wrk(server.base, "/healthz", "GET", key, None)
-        results = {
-            "noop": noop,
-            "enforce": wrk(server.base, "/enforce", "POST", key, singles),
-            "batch100": wrk(server.base, "/enforce/batch", "POST", key, batches),
-            "functions_200": wrk(server.base, path, "GET", key, None),
-            "functions_304": wrk(server.base, path, "GET", key, None,
-                                 extra_header=', ["If-None-Match"] = ' + lua_string(etag)),
-        }
+            functions_size = len(answer.read())
+        sizes = {"/enforce": answer_size(server.base, "/enforce", key, singles[0]),
+                 "/enforce/batch": answer_size(server.base, "/enforce/batch", key, batches[0]), path: functions_size}
+        floor = FloorServer(sizes)
+        try:
+            noop = wrk(server.base, "/healthz", "GET", key, None)
+            if_none_match = ', ["If-None-Match"] = ' + lua_string(etag)
+            results: dict[str, Any] = {"noop": noop, "floor_answer_bytes": sizes}
+            for name, route, method, bodies, extra in (
+                ("enforce", "/enforce", "POST", singles, ""),
+                ("batch100", "/enforce/batch", "POST", batches, ""),
+                ("functions_200", path, "GET", None, ""),
+                ("functions_304", path, "GET", None, if_none_match),
+            ):
+                # the service and its floor back to back, for each route: the same wrk, script and bodies
+                results[name] = wrk(server.base, route, method, key, bodies, extra_header=extra)
+                results[f"floor_{name}"] = wrk(floor.base, route, method, key, bodies, extra_header=extra)
+                results[f"{name}_vs_floor"] = results[name]["rps"] / results[f"floor_{name}"]["rps"]
+        finally:
+            floor.stop()
     finally:
         server.stop()
     results["cerbos"] = cerbos_result
@@ -365,6 +448,45 @@ def http() -> dict[str, Any]:
     results["enforce_vs_noop"] = results["enforce"]["rps"] / noop["rps"]
     results["batch_decisions_per_s"] = results["batch100"]["rps"] * 100
     return results
+
+
+def answer_size(base: str, path: str, key: str, body: str) -> int:
+    request = urllib.request.Request(base + path, data=body.encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as answer:
+        return len(answer.read())
+
+
+class FloorServer:
+    """benchmarks/floor.py under gunicorn as ``serve`` runs: 2 workers x 4 threads, gthread, no access log."""
+
+    def __init__(self, sizes: dict[str, int], *, workers: int = 2, threads: int = 4) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [str(BIN / "gunicorn"), "--workers", str(workers), "--worker-class", "gthread", "--threads",
+             str(threads), "--bind", f"127.0.0.1:{self.port}", "--chdir", str(ROOT / "benchmarks"), "floor:app"],
+            env={**os.environ, "AUTHZ_FLOOR_ANSWERS": json.dumps(sizes)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.perf_counter() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(self.base + "/", timeout=1):
+                    break
+            except OSError:
+                if self.proc.poll() is not None or time.perf_counter() > deadline:
+                    raise RuntimeError("the floor server did not start") from None
+                time.sleep(0.05)
+        time.sleep(0.5)  # the second worker
+        subprocess.run(["wrk", "-t2", "-c16", "-d1s", self.base + "/"], capture_output=True, check=True)
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def cerbos_http(service: Any, requests: list[tuple[str, str, str]]) -> dict[str, Any]:
@@ -519,13 +641,30 @@ def table(results: dict[str, Any]) -> str:
                 rows.append(f"http {name}: {h.get(name)}")
                 continue
             r = h[name]
-            rows.append(f"http {name:<14} {r['rps']:>8.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
-                        f"  non-2xx {r['non2xx']:.0f}")
+            line = (f"http {name:<14} {r['rps']:>8.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
+                    f"  non-2xx {r['non2xx']:.0f}")
+            floor = h.get(f"floor_{name}")
+            if floor is not None:
+                line += (f"  | floor {floor['rps']:>7.0f} req/s  p50 {floor['p50_ms']:.2f} ms"
+                         f"  p99 {floor['p99_ms']:.2f} ms  | {h[f'{name}_vs_floor']:.2f}x the floor")
+            rows.append(line)
         rows.append(f"http enforce/noop {h['enforce_vs_noop']:.2f}x; "
                     f"enforce/cerbos {h.get('enforce_vs_cerbos', 0):.2f}x; "
                     f"batch decisions/s {h['batch_decisions_per_s']:.0f}")
+        if "enforce_vs_floor" in h:
+            rows.append(f"http vs floor: enforce {h['enforce_vs_floor']:.2f}x (target 0.90x); functions 304 "
+                        f"{h['functions_304_vs_floor']:.2f}x (target 0.85x); batch100 {h['batch100_vs_floor']:.2f}x "
+                        f"(target 0.35x); functions 200 {h['functions_200_vs_floor']:.2f}x")
     elif h:
         rows.append(f"http: {h.get('skipped')}")
+    for mode, m in results.get("memory", {}).items():
+        for n in ("1", "2"):
+            run = m[n]
+            workers = ", ".join(f"PSS {w['pss']:.0f} / USS {w['uss']:.0f} / RSS {w['rss']:.0f}" for w in run["workers"])
+            rows.append(f"memory {mode:<10} {n} worker(s): total PSS {run['total_pss']:.0f} MB; master PSS "
+                        f"{run['master']['pss']:.0f} / USS {run['master']['uss']:.0f}; workers {workers} MB; ready "
+                        f"{run['ready_s']:.1f} s (all workers {run['all_workers_ready_s']:.1f} s)")
+        rows.append(f"memory {mode:<10} the second worker adds {m['second_worker_adds_pss']:.0f} MB PSS (target < 60)")
     for p in results.get("propagation", {}).values():
         rows.append(f"propagation ({p['carrier']}, {p['changes']} changes): p50 {p['p50_ms']:.0f} ms, "
                     f"p99 {p['p99_ms']:.0f} ms")
@@ -539,7 +678,8 @@ def table(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="*", default=["inprocess", "coldstart", "http", "propagation", "writes"])
+    parser.add_argument("--only", nargs="*",
+                        default=["inprocess", "coldstart", "http", "memory", "propagation", "writes"])
     parser.add_argument("--scales", default="1,50,580")
     args = parser.parse_args()
     results: dict[str, Any] = {
@@ -550,6 +690,7 @@ def main() -> None:
         "inprocess": lambda: inprocess([int(s) for s in args.scales.split(",")]),
         "coldstart": coldstart,
         "http": http,
+        "memory": memory,
         "propagation": propagation,
         "writes": writes,
     }

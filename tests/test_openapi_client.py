@@ -263,6 +263,11 @@ def test_every_operation_through_the_generated_client(call: Caller, client_packa
     again = call("decisions.user_functions", 304, cpas=cpas, user=MARIE, lang="nl", if_none_match=etag)
     assert again.headers["ETag"] == etag
 
+    who = call("administration.function_users", 200, cpas=cpas, function="dossier.search").parsed
+    assert MARIE in [u.user for u in who.users] and all(u.granted_by for u in who.users)
+    assert call("administration.function_users", 400, cpas=cpas, function="no.such").parsed.error.code == (
+        "unknown_function")
+
     # users seen at login
     first = call("users.user_seen", 201, cpas=cpas, user=NEWCOMER, body=m("UserSeen")(name="Nieuw Komer", lang="nl"))
     assert (first.parsed.active, first.parsed.profiles) == (True, [])

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import DateField, Field, HiddenField, PasswordField, StringField
+from wtforms import DateField, Field, HiddenField, PasswordField, SelectField, StringField, TimeField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from ..inputs import clean_text
@@ -74,3 +74,15 @@ class AuditFilterForm(FlaskForm):
     date_to = DateField(_l("To"), validators=[Optional()])
     actor = StringField(_l("Actor"), validators=[Optional(), Length(max=200, message=_TOO_LONG)], filters=[_strip])
     action = StringField(_l("Action"), validators=[Optional(), Length(max=64, message=_TOO_LONG)], filters=[_strip])
+
+
+class AccessAtForm(FlaskForm):
+    """"Qui avait accès ?": a function of the catalog (its choices set by the view), a day and a time of day
+    in Brussels (none: the day's end)."""
+
+    class Meta:
+        csrf = False  # a GET search form
+
+    function = SelectField(_l("Function"), validators=[DataRequired(_REQUIRED)], validate_choice=True)
+    day = DateField(_l("Date"), validators=[DataRequired(_REQUIRED)])
+    moment = TimeField(_l("Time (Brussels)"), validators=[Optional()], format=["%H:%M", "%H:%M:%S"])

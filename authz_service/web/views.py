@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from flask import (
@@ -37,10 +38,10 @@ from werkzeug.exceptions import HTTPException
 
 from .. import reads
 from ..admin import Admin
-from ..errors import ServiceError, StaleVersion
+from ..errors import HistoryUnavailable, ServiceError, StaleVersion
 from ..service import Previewed, Service
 from ..store import Store
-from . import trail
+from . import holders, trail
 from .auth import (
     LANGS,
     Identity,
@@ -52,7 +53,7 @@ from .auth import (
     start_session,
     web_settings,
 )
-from .forms import ActionForm, AuditFilterForm, LoginForm, ProfileForm
+from .forms import AccessAtForm, ActionForm, AuditFilterForm, LoginForm, ProfileForm
 from .i18n import SESSION_LANG
 from .messages import action_label, error_message
 from .preview import ImpactView, impact_view
@@ -655,6 +656,86 @@ def _audit_filter() -> tuple[AuditFilterForm, reads.AuditFilter]:
         return form, reads.AuditFilter()
     return form, reads.AuditFilter(form.date_from.data, form.date_to.data, form.actor.data or "",
                                    form.action.data or "")
+
+
+# -- who can use a function: now, and at a past instant ---------------------------------------------------------
+def _function_label(function: str) -> str:
+    catalog = svc().catalog
+    if function not in catalog or not catalog.functions[function].selectable:
+        abort(404)
+    return catalog.functions[function].label.get(lang())
+
+
+@bp.get("/cpas/<cpas>/functions/<function>/users")
+def function_users(cpas: str, function: str) -> str:
+    """"Qui peut utiliser cette fonction ?": every user the engine allows it now, with the granting profiles."""
+    may(cpas)
+    label = _function_label(function)
+    policy = svc().policy(cpas)
+    info, names = cpas_page(cpas, lambda store: reads.user_names(store, cpas))
+    rows = holders.holders(policy, function, names, lang())
+    return render_template("web/function_users.html", info=info, function=function, label=label, rows=rows,
+                           back=safe_next(request.args.get("back"), url_for("web.home", cpas=cpas)))
+
+
+def _access_at_query(cpas: str) -> tuple[AccessAtForm, str | None, datetime | None]:
+    """The form of "Qui avait accès ?" as asked (GET), and the function and instant it names when valid."""
+    form = AccessAtForm(request.args)
+    catalog = svc().catalog
+    form.function.choices = [("", ""), *sorted(
+        ((code, fn.label.get(lang())) for code, fn in catalog.functions.items() if fn.selectable),
+        key=lambda c: c[1].casefold())]
+    if not request.args or not form.validate():
+        return form, None, None
+    try:
+        at = holders.instant(form.day.data, form.moment.data, reads.local_zone()).astimezone(UTC)
+    except OverflowError:  # the first or last day of year 1 or 9999 in Brussels, out of UTC's range
+        form.day.errors = [*form.day.errors, "range"]
+        return form, None, None
+    return form, form.function.data, at.astimezone(reads.local_zone())
+
+
+def _access_at(cpas: str) -> tuple[reads.CpasInfo, AccessAtForm, dict[str, Any]]:
+    may(cpas)
+    form, function, at = _access_at_query(cpas)
+    found: dict[str, Any] = {"function": function, "at": at, "rows": None, "since": None}
+    policy = None
+    if function is not None and at is not None:
+        try:
+            policy = svc().policy_at(cpas, at)
+        except HistoryUnavailable as err:
+            since = (err.details or {}).get("history_since")
+            found["since"] = (datetime.fromisoformat(since.replace("Z", "+00:00")).astimezone(reads.local_zone())
+                              if since else "")
+    info, names = cpas_page(cpas, lambda store: reads.user_names(store, cpas))
+    if policy is not None and function is not None:
+        found["rows"] = holders.holders(policy, function, names, lang())
+        found["version"] = policy.version
+        found["label"] = _function_label(function)
+    return info, form, found
+
+
+@bp.get("/cpas/<cpas>/access-at")
+def access_at(cpas: str) -> str:
+    """"Qui avait accès ?" (the data-protection officer's page): a function, a day and a time in Brussels ->
+    the users allowed it then and the profiles that granted it, from the policy's history."""
+    info, form, found = _access_at(cpas)
+    query = {k: v for k, v in request.args.items() if v}
+    return render_template("web/access_at.html", info=info, form=form, query=query, **found)
+
+
+@bp.get("/cpas/<cpas>/access-at.csv")
+def access_at_csv(cpas: str) -> Response:
+    """The same answer for a spreadsheet (semicolons, UTF-8 with a byte-order mark, Brussels time)."""
+    _info, _form, found = _access_at(cpas)
+    if found["rows"] is None:
+        abort(400)
+    response = Response(stream_with_context(holders.csv_lines(found["rows"], found["label"], found["at"])),
+                        mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    stamp = found["at"].strftime("%Y%m%d-%H%M")
+    response.headers["Content-Disposition"] = f'attachment; filename="access-{cpas}-{found["function"]}-{stamp}.csv"'
+    return response
 
 
 CHAIN_WATCH = "authz_audit_chain_watch"  # app.extensions: this process's reads.ChainWatch

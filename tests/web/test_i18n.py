@@ -105,6 +105,9 @@ ENGLISH = sorted((m for m in source_messages() if len(m) > 14 and "%(" not in m)
     "/ui/cpas/{cpas}/profiles/{full}/print", "/ui/cpas/{cpas}/users/85073003328/print", "/ui/cpas/{cpas}/audit",
     "/ui/cpas/{cpas}/users/inactive", "/ui/cpas/{cpas}/me",
     "/ui/cpas/{cpas}/users/85073003328/deactivate",  # with what the deactivation would do
+    "/ui/cpas/{cpas}/functions/dossier.search/users",
+    "/ui/cpas/{cpas}/access-at?function=dossier.search&day=2100-01-01&moment=10:00",
+    "/ui/cpas/{cpas}/access-at?function=dossier.search&day=2000-01-01",  # before the history
 ])
 def test_no_page_shows_english(manager: Web, demo: dict[str, Any], url: str) -> None:
     html = manager.text(url.format(cpas=demo["cpas"], full=demo["profiles"]["full"]))

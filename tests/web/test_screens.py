@@ -464,3 +464,63 @@ def test_a_change_is_previewed_then_confirmed(site: Site, lang: str) -> None:
     service.change("test", Admin.update_profile, cpas, site.ids["long"], version=version, description_fr=LONG_FR,
                    description_nl=LONG_NL, functions=list(LONG_FUNCTIONS), includes=None)
     service.change("test", Admin.set_user_profiles, cpas, LUC, [site.ids["long"]])
+
+
+# -- who can use a function, who had access (issue 13) -----------------------------------------------------------
+WHO = {"fr": ("Qui peut utiliser cette fonction ?", "Qui avait accès ?", ["Fonction", "Moment", "Nom"]),
+       "nl": ("Wie mag deze functie gebruiken?", "Wie had toegang?", ["Functie", "Moment", "Naam"])}
+SHOTS = os.environ.get("AUTHZ_TEST_SHOTS")  # a folder: the two pages' screenshots land there
+
+
+def _shot(driver: Any, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(WIDTHS[0], min(int(height) + 40, 2400))
+        driver.save_screenshot(str(Path(SHOTS) / name))
+        driver.set_window_size(WIDTHS[0], 900)
+
+
+def test_who_can_use_a_function_and_who_had_access(site: Site, lang: str) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from selenium.webdriver.support.ui import Select
+
+    driver = site.driver
+    who_can, who_had, csv_head = WHO[lang]
+    # from a function of the profile form's tree
+    driver.get(url(site, "/ui/cpas/{cpas}/profiles/{full}"))
+    link = css(driver, "li.fn a.who[href*='/functions/dossier.search/users']")
+    assert who_can in link.get_attribute("textContent")
+    driver.get(link.get_attribute("href"))
+    assert css(driver, "h1").text == who_can
+    assert driver.find_elements("xpath", "//table[contains(@class,'holders')]//th[contains(., 'Marie')]")
+    check_screens(driver, lang, "who can use dossier.search", axe=BOTH)
+    _shot(driver, f"who-can-{lang}.png")
+    # the print view links each function too
+    driver.get(url(site, "/ui/cpas/{cpas}/profiles/{full}/print"))
+    assert driver.find_elements("css selector", ".print-function a.who[href*='/functions/']")
+
+    # from the Admin-Logs: who had access, a minute ago in Brussels
+    driver.get(url(site, "/ui/cpas/{cpas}/audit"))
+    click_and_load(driver, css(driver, "a[href*='/access-at']"))
+    assert css(driver, "h1").text == who_had
+    now = datetime.now(ZoneInfo("Europe/Brussels"))
+    Select(css(driver, "#function")).select_by_value("dossier.search")
+    driver.execute_script("document.querySelector('#day').value = arguments[0];"
+                          "document.querySelector('#moment').value = arguments[1];",
+                          now.strftime("%Y-%m-%d"), now.strftime("%H:%M:%S"))
+    click_and_load(driver, css(driver, "form.filters button[type=submit]"))
+    assert driver.find_elements("xpath", "//table[contains(@class,'holders')]//th[contains(., 'Marie')]")
+    check_screens(driver, lang, "who had access to dossier.search", axe=BOTH)
+    _shot(driver, f"who-had-access-{lang}.png")
+    # the CSV, as the browser downloads it: a byte-order mark, semicolons, headers in words
+    driver.set_script_timeout(10)
+    first = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(document.querySelector('a[download]').href)"
+        ".then(r => r.arrayBuffer()).then(b => done(Array.from(new Uint8Array(b.slice(0, 400)))));")
+    head = bytes(first)
+    assert head.startswith("\ufeff".encode())
+    assert head.decode("utf-8-sig", errors="ignore").splitlines()[0].split(";")[:3] == csv_head
