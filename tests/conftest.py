@@ -3,6 +3,7 @@ built from overrides, API keys, and a small JSON client."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,6 +35,36 @@ def _postgres_available() -> str | None:
         return None
     except Exception as exc:  # the server is not there
         return str(exc).splitlines()[0]
+
+
+@contextlib.contextmanager
+def backend_service(backend: str, folder: Path, prefix: str) -> Iterator[Any]:
+    """A migrated database with the catalog loaded, on SQLite (in ``folder``) or PostgreSQL (a schema of its
+    own, dropped after; skipped when the server is missing, a failure in CI), and one Service on it that
+    neither polls nor listens: ``Service.admin`` rebuilds the CPAS it changed itself."""
+    from authz_service.service import Service
+
+    schema = None
+    if backend == "postgres":
+        problem = _postgres_available()
+        if problem:
+            if IN_CI:
+                pytest.fail(f"PostgreSQL is required in CI: {problem}")
+            pytest.skip(f"PostgreSQL not available: {problem}")
+        schema = f"t_{prefix}_{uuid.uuid4().hex[:10]}"
+        url = postgres_schema(schema)
+    else:
+        url = f"sqlite:///{folder / 'authz.sqlite3'}"
+    settings = load_settings({"database_url": url, "poll_interval": 0, "notify": "off", "secret_key": "x"})
+    init_db(settings)
+    service = Service(settings)
+    try:
+        assert service.sync()
+        yield service
+    finally:
+        service.close()
+        if schema is not None:
+            postgres_schema(schema, drop=True)
 
 
 def postgres_schema(name: str, *, drop: bool = False) -> str:

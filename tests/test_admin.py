@@ -19,8 +19,6 @@ from sqlalchemy import select
 from authz_service import reads
 from authz_service.admin import BUILTIN_FR, BUILTIN_NL, Admin
 from authz_service.catalog import REGIONS
-from authz_service.cli import init_db
-from authz_service.config import load_settings
 from authz_service.errors import (
     BuiltinUnchangeable,
     CoveredActions,
@@ -46,7 +44,7 @@ from authz_service.schemas import parse_kbo
 from authz_service.service import Service
 from authz_service.store import Store
 
-from .conftest import IN_CI, _postgres_available, postgres_schema
+from .conftest import backend_service
 
 ACTOR = "test:admin"
 SEARCH = "dossier.search"  # selectable, no prerequisite
@@ -67,27 +65,8 @@ def new_kbo() -> str:
 def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """A migrated database with the catalog loaded (as the ``settings`` fixture makes one) and one Service
     on it that neither polls nor listens: ``Service.admin`` rebuilds the CPAS it changed itself."""
-    schema = None
-    if request.param == "postgres":
-        problem = _postgres_available()
-        if problem:
-            if IN_CI:
-                pytest.fail(f"PostgreSQL is required in CI: {problem}")
-            pytest.skip(f"PostgreSQL not available: {problem}")
-        schema = f"t_admin_{random.getrandbits(40):010x}"
-        url = postgres_schema(schema)
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('admin') / 'authz.sqlite3'}"
-    settings = load_settings({"database_url": url, "poll_interval": 0, "notify": "off", "secret_key": "x"})
-    init_db(settings)
-    service = Service(settings)
-    try:
-        assert service.sync()
+    with backend_service(request.param, tmp_path_factory.mktemp("admin"), "admin") as service:
         yield service
-    finally:
-        service.close()
-        if schema is not None:
-            postgres_schema(schema, drop=True)
 
 
 # -- reading the database -------------------------------------------------------------------------------

@@ -20,8 +20,6 @@ import pytest
 from sqlalchemy import select
 
 from authz_service.admin import Admin
-from authz_service.cli import init_db
-from authz_service.config import load_settings
 from authz_service.errors import ServiceError
 from authz_service.impact import Impact, Unusable, UserImpact, compare
 from authz_service.models import Base
@@ -29,7 +27,7 @@ from authz_service.reads import profile_closure
 from authz_service.service import Service
 from authz_service.store import Store
 
-from .conftest import IN_CI, Api, _postgres_available, postgres_schema
+from .conftest import Api, backend_service
 from .test_admin import new_kbo
 
 ACTOR = "test:impact"
@@ -38,27 +36,8 @@ SEARCH, LIST = "dossier.search", "help_request.list"  # LIST needs SEARCH
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    schema = None
-    if request.param == "postgres":
-        problem = _postgres_available()
-        if problem:
-            if IN_CI:
-                pytest.fail(f"PostgreSQL is required in CI: {problem}")
-            pytest.skip(f"PostgreSQL not available: {problem}")
-        schema = f"t_impact_{random.getrandbits(40):010x}"
-        url = postgres_schema(schema)
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('impact') / 'authz.sqlite3'}"
-    settings = load_settings({"database_url": url, "poll_interval": 0, "notify": "off", "secret_key": "x"})
-    init_db(settings)
-    service = Service(settings)
-    try:
-        assert service.sync()
+    with backend_service(request.param, tmp_path_factory.mktemp("impact"), "impact") as service:
         yield service
-    finally:
-        service.close()
-        if schema is not None:
-            postgres_schema(schema, drop=True)
 
 
 def dump(svc: Service) -> dict[str, list[tuple[Any, ...]]]:
