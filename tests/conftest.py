@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,6 +66,22 @@ def backend_service(backend: str, folder: Path, prefix: str) -> Iterator[Any]:
         service.close()
         if schema is not None:
             postgres_schema(schema, drop=True)
+
+
+@contextlib.contextmanager
+def serving(app: Any, name: str = "live-server") -> Iterator[str]:
+    """``app`` served on 127.0.0.1 by werkzeug in a thread: its base URL while inside."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
 
 
 def postgres_schema(name: str, *, drop: bool = False) -> str:

@@ -15,7 +15,6 @@ import json
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ from authz_service.config import load_settings
 from authz_service.db import Database
 from authz_service.security import new_api_key
 from authz_service.store import Store
+
+from .conftest import serving
 
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
 PACKAGE = "authz_openapi_client"
@@ -68,21 +69,6 @@ def demo_app(folder: Path, **settings: Any) -> Iterator[DemoApp]:
         yield DemoApp(app, cpas, key)
     finally:
         app.extensions["authz"].close()
-
-
-@contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="openapi-live-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,13 @@ fail. With AUTHZ_SCREENSHOTS=1 the screenshots go to docs/screenshots/ (else to 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import serving
 
 from .conftest import LANG_ACCOUNT, OTHER_CPAS, PASSWORD
 
@@ -66,17 +67,8 @@ def _problem() -> str | None:
 
 @pytest.fixture
 def live(app: Any) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with serving(app) as url:
+        yield url
 
 
 def _driver(tmp_path: Path, *, javascript: bool = True) -> Any:
