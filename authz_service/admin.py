@@ -9,9 +9,9 @@ renders it without going back to the store. Refusals are the typed errors of ``e
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from . import reads
@@ -26,19 +26,34 @@ from .errors import (
     FunctionsUnknown,
     InclusionCycle,
     InclusionTooDeep,
+    InvalidRequest,
+    InvalidTerm,
     ProfileAssigned,
     ProfileIncluded,
     ProfileMissing,
     ProfileNotFound,
     RegionUnknown,
+    ReviewClosed,
+    ReviewDateInvalid,
+    ReviewDecisionUnknown,
+    ReviewItemDecided,
+    ReviewItemUnknown,
+    ReviewOpen,
+    ReviewUndecided,
+    ReviewUnknown,
     StaleVersion,
     UserInactive,
     UserNotFound,
 )
-from .models import AdminAccount, Cpas, Profile, User, utcnow
+from .models import AdminAccount, Cpas, Profile, User, iso, utcnow
+from .models import Review as StoredReview
+from .models import ReviewItem as StoredReviewItem
 from .reads import Account, CpasInfo, ProfileDetail, ProfileRef, UserDetail
 from .store import Store
+from .terms import Assignment, Term, assignments, brussels_day, end_of
 
+REVIEW_COMMENT_MAX = 500
+LAST_REVIEW_DATE = date(9998, 12, 31)  # a review's dates (due, keep_until) stop here: their ends stay representable
 MAX_FAILED_LOGINS = 5  # wrong passwords within LOCK_MINUTES that lock a local admin account
 LOCK_MINUTES = 15
 BUILTIN_FR = "Tous les accès"
@@ -64,6 +79,9 @@ class Admin:
     # change's version (the consistency token of its answer)
     changed: dict[str, int] = field(default_factory=dict)
     policy_version: int | None = None
+    # the wall clock of the use cases that keep dates (access reviews: "today" is its Brussels date);
+    # Service hands over its own, which tests inject
+    clock: Callable[[], datetime] = utcnow
 
     def _lock(self, cpas: str) -> Cpas:
         """Every change of a CPAS starts here: bump its policy version, which also takes the CPAS's write
@@ -285,6 +303,7 @@ class Admin:
             "lang": user.lang,
             "active": user.active,
             "profiles": self.store.user_profiles(user.cpas_id, user.user),
+            **terms_snapshot(self.store.user_terms(user.cpas_id, user.user)),
         }
 
     def user_seen(self, cpas: str, user: str, *, name: str, lang: str) -> tuple[UserDetail, bool]:
@@ -307,9 +326,10 @@ class Admin:
         self.store.flush()
         return reads.user_detail(self.store, cpas, user), False
 
-    def set_user_profiles(self, cpas: str, user: str, profile_ids: Iterable[int]) -> UserDetail:
-        """Replace the user's profiles. Giving an active user exactly the profiles they hold changes
-        nothing: no new policy version, no audit entry (the answer is what they hold)."""
+    def set_user_profiles(self, cpas: str, user: str, items: Iterable[int | Assignment]) -> UserDetail:
+        """Replace the user's profiles: plain profile ids (no term) or ``Assignment``s with their term
+        (``terms.py``). Giving an active user exactly the profiles and terms they hold changes nothing: no
+        new policy version, no audit entry (the answer is what they hold)."""
         # the CPAS's write lock before any read (as in _lock), without a new version yet: a deactivation
         # committed meanwhile is seen here, never a user row read before it
         if self.store.lock_cpas(cpas) is None:
@@ -317,17 +337,37 @@ class Admin:
         row = require_user(self.store, cpas, user)
         if not row.active:
             raise UserInactive(user)
-        ids = sorted(set(profile_ids))
-        if self.store.user_profiles(cpas, user) == ids:
+        wanted = assignments(items)
+        ids = sorted(wanted)
+        terms = {pid: a.term for pid, a in wanted.items() if a.bounded}
+        for pid, a in wanted.items():
+            if a.valid_from is not None and a.valid_until is not None and a.valid_until <= a.valid_from:
+                raise InvalidTerm(pid)
+        if self.store.user_profiles(cpas, user) == ids and self.store.user_terms(cpas, user) == terms:
             return reads.user_detail(self.store, cpas, user)
         self._lock(cpas)
         for pid in ids:
             if self.store.get_profile(cpas, pid) is None:
                 raise ProfileMissing(pid, cpas, included=False)
         before = self.user_snapshot(row)
-        self.store.set_user_profiles(cpas, user, ids)
+        self.store.set_user_profiles(cpas, user, wanted.values())
         self.store.audit(cpas, self.actor, "user.assign", f"user:{user}", before, self.user_snapshot(row))
         return reads.user_detail(self.store, cpas, user)
+
+    def record_expiries(self, limit: int = 1000) -> int:
+        """Write each assignment term that has ended (by ``clock``) and is not yet recorded to the CPAS's audit
+        trail (``assignment.expired``) and history (an ``expiry`` event), once, whichever worker or instance
+        gets there first. The decisions did not wait for this: they follow the term to the instant. Returns
+        how many were recorded."""
+        done = 0
+        for cpas, user, profile_id, ended in self.store.expiries_due(self.clock(), limit):
+            if self.store.lock_cpas(cpas) is None or not self.store.mark_expiry_recorded(cpas, user, profile_id):
+                continue  # recorded meanwhile by another transaction
+            self.store.record_expiry_event(cpas, user, profile_id, ended)
+            self.store.audit(cpas, self.actor, "assignment.expired", f"user:{user}",
+                             {"profile": profile_id, "valid_until": iso(ended)}, None)
+            done += 1
+        return done
 
     def deactivate_user(self, cpas: str, user: str) -> UserDetail:
         self._lock(cpas)
@@ -406,6 +446,130 @@ class Admin:
         for cpas in sorted(row.cpas) if row.cpas else [None]:  # one order: no two sign-ins lock chains crosswise
             self.store.audit(cpas, self.actor, action, f"admin:{row.username}", None, after)
 
+    # -- access reviews ------------------------------------------------------------------------------
+    # None of them changes the policy by itself (the CPAS's lock without a new version); a decision that
+    # revokes or bounds assignments goes through set_user_profiles, which moves the version and audits.
+    def _review_lock(self, cpas: str) -> date:
+        """The CPAS's write lock, then "today" (the Brussels date of this use case's instant)."""
+        if self.store.lock_cpas(cpas) is None:
+            raise CpasUnknown(cpas)
+        return brussels_day(self.clock())
+
+    def _open_review(self, cpas: str, review_id: int) -> StoredReview:
+        review = self.store.get_review(cpas, review_id)
+        if review is None:
+            raise ReviewUnknown(review_id, cpas)
+        if review.closed_at is not None:
+            raise ReviewClosed(review_id)
+        return review
+
+    def start_review(self, cpas: str, due: date) -> reads.ReviewDetail:
+        """Start the CPAS's access review, due on ``due`` (today or later): every active user's assignments
+        are frozen as they are now (profiles with their descriptions and terms), one item per user, an
+        inactive user is left out. Refused while another review of the CPAS is open."""
+        today = self._review_lock(cpas)
+        if due < today:
+            raise ReviewDateInvalid("due", "due", today.isoformat())
+        if due > LAST_REVIEW_DATE:
+            raise ReviewDateInvalid("range", "due", today.isoformat())
+        found = self.store.open_review(cpas)
+        if found is not None:
+            raise ReviewOpen(found.id)
+        users = self.store.active_users(cpas)
+        held = self.store.assignments(cpas, [u.user for u in users])
+        profiles = {p.id: p for p in self.store.profiles(cpas)}
+        items = []
+        for row in users:
+            ids = [pid for pid in held.get(row.user, ()) if pid in profiles]
+            terms = self.store.user_terms(cpas, row.user) if ids else {}
+            frozen = []
+            for pid in ids:
+                term = terms.get(pid)
+                frozen.append(reads.FrozenAssignment(
+                    pid, profiles[pid].description_fr, profiles[pid].description_nl,
+                    term.valid_from if term is not None else None, term.valid_until if term is not None else None,
+                ).as_json())
+            items.append(StoredReviewItem(user=row.user, name=row.name, assignments=frozen))
+        review = self.store.add_review(
+            StoredReview(cpas_id=cpas, due=due, started_by=self.actor, started_at=self.clock()), items)
+        self.store.audit(cpas, self.actor, "review.start", f"review:{review.id}", None,
+                         {"review": review.id, "due": due.isoformat(), "users": len(items)})
+        return reads.review_detail(self.store, cpas, review.id)
+
+    def decide_review_item(self, cpas: str, review_id: int, user: str, decision: str, until: date | None = None,
+                           comment: str | None = None) -> reads.ReviewDecision:
+        """The reviewer's decision on one user of an open review, final once made: ``keep``; ``revoke`` (the
+        frozen profiles the user still holds are removed now); ``keep_until`` (they end at the end of
+        ``until``, a date after today, Brussels time; an earlier end they already have stays). Both go
+        through ``set_user_profiles`` in this transaction (its ``user.assign`` entry, a new policy version);
+        profiles not frozen in the review keep their terms. For a user inactive now the decision is
+        recorded and nothing else changes: an inactive user holds nothing usable, and reactivation gives
+        them no profile."""
+        today = self._review_lock(cpas)
+        review = self._open_review(cpas, review_id)
+        item = self.store.review_item(review.id, user)
+        if item is None:
+            raise ReviewItemUnknown(review_id, user)
+        if item.decision is not None:
+            raise ReviewItemDecided(review_id, user, item.decision)
+        if decision not in reads.REVIEW_DECISIONS:
+            raise ReviewDecisionUnknown(decision)
+        if decision == "keep_until":
+            if until is None or until <= today:
+                raise ReviewDateInvalid("until", "until", today.isoformat())
+            if until > LAST_REVIEW_DATE:
+                raise ReviewDateInvalid("range", "until", today.isoformat())
+        elif until is not None:
+            raise ReviewDateInvalid("until_unexpected", "until", today.isoformat())
+        comment = (comment or "").strip() or None
+        if comment is not None and len(comment) > REVIEW_COMMENT_MAX:
+            raise InvalidRequest(f"a comment holds at most {REVIEW_COMMENT_MAX} characters", {"field": "comment"})
+        row = self.store.get_user(cpas, user)
+        if decision != "keep" and row is not None and row.active:
+            self._apply_review_decision(cpas, user, item, until if decision == "keep_until" else None)
+        item.decision, item.until, item.comment = decision, until, comment
+        item.decided_by, item.decided_at = self.actor, self.clock()
+        self.store.flush()
+        self.store.audit(cpas, self.actor, "review.decide", f"review:{review.id}", None,
+                         {"review": review.id, "user": user, "decision": decision,
+                          "until": None if until is None else until.isoformat(), "comment": comment})
+        return reads.ReviewDecision(reads.review_summary(self.store, cpas, review.id), reads.review_item_of(item),
+                                    reads.policy_version(self.store, cpas))
+
+    def _apply_review_decision(self, cpas: str, user: str, item: StoredReviewItem, until: date | None) -> None:
+        """``until`` None: revoke the frozen profiles the user still holds; else bound them to its end."""
+        frozen = {int(a["profile_id"]) for a in item.assignments or ()}
+        held = self.store.user_profiles(cpas, user)
+        if not frozen.intersection(held):
+            return  # nothing reviewed is still held: nothing to change
+        terms = self.store.user_terms(cpas, user)
+        wanted: list[int | Assignment] = []
+        for pid in held:
+            term = terms.get(pid)
+            start = term.valid_from if term is not None else None
+            end = term.valid_until if term is not None else None
+            if pid in frozen:
+                if until is None:
+                    continue
+                end = end_of(until) if end is None else min(end, end_of(until))
+                if start is not None and end <= start:
+                    continue  # it would end before it begins: it never holds
+            wanted.append(Assignment(pid, start, end))
+        self.set_user_profiles(cpas, user, wanted)
+
+    def close_review(self, cpas: str, review_id: int) -> reads.ReviewSummary:
+        """Sign the review off (who, when) once every item is decided; it is read-only from then on."""
+        self._review_lock(cpas)
+        review = self._open_review(cpas, review_id)
+        total, decided = self.store.review_counts([review.id]).get(review.id, (0, 0))
+        if decided < total:
+            raise ReviewUndecided(review_id, total - decided)
+        review.closed_by, review.closed_at = self.actor, self.clock()
+        self.store.flush()
+        self.store.audit(cpas, self.actor, "review.close", f"review:{review.id}", None,
+                         {"review": review.id, "users": total})
+        return reads.review_summary(self.store, cpas, review.id)
+
 
 @dataclass(frozen=True)
 class SignIn:
@@ -429,6 +593,16 @@ def require_user(store: Store, cpas: str, user: str) -> User:
     if row is None:
         raise UserNotFound(user, cpas)
     return row
+
+
+def terms_snapshot(terms: dict[int, Term]) -> dict[str, Any]:
+    """The ``terms`` of a user's audit snapshot (left out when none: entries from before terms keep their form):
+    profile id -> {valid_from, valid_until} in ISO (null: unbounded)."""
+    if not terms:
+        return {}
+    return {"terms": {str(pid): {"valid_from": None if t.valid_from is None else iso(t.valid_from),
+                                 "valid_until": None if t.valid_until is None else iso(t.valid_until)}
+                      for pid, t in sorted(terms.items())}}
 
 
 def cpas_snapshot(row: Cpas) -> dict[str, Any]:

@@ -11,8 +11,6 @@ of ``Service.change``, answered 200 with its impact (``DryRunResponse``), or wit
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -24,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import reads
 from .admin import Admin
-from .decisions import admissible, decide, function_users
+from .decisions import admissible, decide, function_users, user_functions_answer
 from .errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -58,6 +56,14 @@ from .schemas import (
     ProfileResponse,
     ProfileSummary,
     ProfileUpdate,
+    Review,
+    ReviewDecide,
+    ReviewDecision,
+    ReviewItemPath,
+    ReviewOverviewRow,
+    ReviewPath,
+    ReviewStart,
+    ReviewSummary,
     TemplatesQuery,
     TemplatesResponse,
     UserFunctionsResponse,
@@ -71,6 +77,7 @@ from .schemas import (
 from .security import Principal
 from .service import Changed, Previewed, Service
 from .store import policy_csv
+from .terms import brussels_day
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -332,26 +339,15 @@ def user_functions(path: UserPath, query: FunctionsQuery, header: ConditionalHea
     """The user's effective functions (hierarchy and prerequisites applied), with an ETag."""
     svc = service()
     principal().require_cpas(path.cpas)
-    policy = svc.policy_at(path.cpas, query.at, query.min_policy_version)
-    view = policy.view(path.user)
-    body = {
-        "cpas": path.cpas,
-        "user": path.user,
-        "active": view.active,
-        "policy_version": policy.version,
-        "profiles": [{"id": pid, "description": policy.description(pid, query.lang)} for pid in view.profiles],
-        "functions": sorted(view.functions),
-    }
-    # The ETag covers what the user may do, not the CPAS's version: another user's change keeps it.
-    etag = hashlib.sha256(
-        json.dumps({k: v for k, v in body.items() if k != "policy_version"}, sort_keys=True).encode()
-    ).hexdigest()[:32]
-    if request.if_none_match.contains(etag):
+    answer = user_functions_answer(svc.policy_at(path.cpas, query.at, query.min_policy_version), path.user,
+                                   query.lang)
+    # private, no-cache: a cached copy is checked again on every use, so it never outlives next_change
+    if request.if_none_match.contains(answer.etag):
         response = Response(status=304)
-        response.set_etag(etag)
+        response.set_etag(answer.etag)
         return response
-    response = _json(body)
-    response.set_etag(etag)
+    response = _json(answer.body)
+    response.set_etag(answer.etag)
     response.headers["Cache-Control"] = "private, no-cache"
     return response
 
@@ -547,7 +543,7 @@ def get_user(path: UserPath, query: LangQuery) -> Response:
 def assign_profiles(path: UserPath, query: DryRunQuery, body: UserProfiles) -> Response:
     """Replace the user's profiles."""
     principal().require_cpas(path.cpas)
-    done = _change(query, Admin.set_user_profiles, path.cpas, path.user, body.profiles)
+    done = _change(query, Admin.set_user_profiles, path.cpas, path.user, body.assignments())
     if isinstance(done, Previewed):
         return _dry_run(done)
     return _changed(done.value.as_json(done.value.lang))
@@ -597,7 +593,8 @@ def audit(path: CpasPath, query: AuditQuery) -> Response:
 
 
 @admin_api.get("/cpas/<cpas>/policy.csv", operation_id="exportPolicy", responses={
-    200: reply("the catalog's p lines, then the CPAS's g lines (an inactive user's left out)",
+    200: reply("the catalog's p lines, then the CPAS's g lines as they hold at the export's instant (an inactive "
+               "user's, and assignments out of their term then, left out)",
                headers=("Content-Disposition",), media_type="text/csv", schema={"type": "string"},
                example="p, function:dossier.search, *, dossier.search, allow\n"
                        "g, user:85073003328, profile:2, 0207196354\n"),
@@ -606,11 +603,121 @@ def audit(path: CpasPath, query: AuditQuery) -> Response:
 def export_policy(path: CpasPath) -> Response:
     """The CPAS's policy as Casbin CSV, loadable with model.conf by any Casbin implementation."""
     principal().require_cpas(path.cpas)
-    response = Response(policy_csv(service().read(lambda store: reads.policy_lines(store, path.cpas))),
+    svc = service()
+    at = svc.now()  # what holds at the export's instant: time-bound assignments out of their term left out
+    response = Response(policy_csv(svc.read(lambda store: reads.policy_lines(store, path.cpas, at))),
                         mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="policy-{path.cpas}.csv"'
     return response
 
+
+# -- access reviews -----------------------------------------------------------------------------------
+REVIEW_404 = "unknown_cpas; review_unknown: the CPAS has no such review (a review of another CPAS is unknown here)"
+_SUMMARY_EXAMPLE = {
+    "id": 3, "cpas": "0207196354", "due": "2027-03-31", "started_by": "key:manager",
+    "started_at": "2027-01-04T08:30:00Z", "closed": False, "closed_by": None, "closed_at": None, "total": 9,
+    "decided": 3, "progress": 33}
+_ITEM_EXAMPLE = {
+    "user": "85073003328", "name": "Marie LEBLANC", "assignments": [
+        {"profile_id": 2, "description_fr": "Full", "description_nl": None, "valid_from": None,
+         "valid_until": None}],
+    "decision": "keep_until", "until": "2027-06-30", "comment": "remplacement jusqu'à fin juin",
+    "decided_by": "key:manager", "decided_at": "2027-01-05T10:12:00Z"}
+
+
+@admin_api.get("/cpas/<cpas>/reviews", operation_id="listReviews", responses={
+    200: reply("the CPAS's access reviews, newest first", ReviewSummary, many=True, example=[_SUMMARY_EXAMPLE]),
+    **errors(404),
+})
+def list_reviews(path: CpasPath) -> Response:
+    """The CPAS's access reviews, newest first, each with its progress."""
+    principal().require_cpas(path.cpas)
+    return _json([r.as_json() for r in service().read(lambda store: reads.reviews(store, path.cpas))])
+
+
+@admin_api.post("/cpas/<cpas>/reviews", operation_id="startReview", description=(
+    "Freezes every active user's assignments (profiles with their descriptions and terms), one item per user; "
+    "an inactive user is left out. Changes no policy."), responses={
+    200: dry_run_reply(),
+    201: reply("the review with its items, none decided", Review,
+               example={**_SUMMARY_EXAMPLE, "decided": 0, "progress": 0, "items": [
+                   {**_ITEM_EXAMPLE, "decision": None, "until": None, "comment": None, "decided_by": None,
+                    "decided_at": None}]}),
+    **errors(400, 404, 409, 413, s400=ERROR_TEXT[400] + "; the due date is before today (Brussels)",
+             s409="review_open: another review of the CPAS is open (details.review); conflict: a concurrent "
+                  "change (details.retry)"),
+})
+def start_review(path: CpasPath, query: DryRunQuery, body: ReviewStart) -> Response:
+    """Start an access review of the CPAS, due on a date."""
+    principal().require_cpas(path.cpas)
+    done = _change(query, Admin.start_review, path.cpas, body.due)
+    if isinstance(done, Previewed):
+        return _dry_run(done)
+    return _json(done.value.as_json(), 201)
+
+
+@admin_api.get("/cpas/<cpas>/reviews/<int:review_id>", operation_id="getReview", responses={
+    200: reply("the review, its progress and every item", Review,
+               example={**_SUMMARY_EXAMPLE, "total": 1, "decided": 1, "progress": 100, "items": [_ITEM_EXAMPLE]}),
+    **errors(404, s404=REVIEW_404),
+})
+def get_review(path: ReviewPath) -> Response:
+    """One access review with every user's frozen assignments and decision, by name."""
+    principal().require_cpas(path.cpas)
+    return _json(service().read(lambda store: reads.review_detail(store, path.cpas, path.review_id)).as_json())
+
+
+@admin_api.post("/cpas/<cpas>/reviews/<int:review_id>/items/<user>", operation_id="decideReviewItem", description=(
+    "Final once made. revoke removes the reviewed profiles the user still holds, keep_until bounds them to the end "
+    "of until (Brussels), at once and audited as an assignment (user.assign), with a new policy version; the "
+    "user's other profiles keep their terms. For a user inactive now, the decision is recorded and nothing else "
+    "changes (an inactive user holds nothing usable)."), responses={
+    200: reply("the decision, with the review's progress", ReviewDecision, headers=("X-Policy-Version",),
+               or_dry_run=True, example={"review": _SUMMARY_EXAMPLE, "item": _ITEM_EXAMPLE, "policy_version": 35}),
+    **errors(400, 404, 409, 413,
+             s400=ERROR_TEXT[400] + "; keep_until without a date after today, or until with another decision",
+             s404=REVIEW_404 + "; review_item_unknown: the user is not in the review",
+             s409="review_closed: the review is closed; review_item_decided: the user was decided already "
+                  "(details.decision); conflict: a concurrent change (details.retry)"),
+})
+def decide_review_item(path: ReviewItemPath, query: DryRunQuery, body: ReviewDecide) -> Response:
+    """The reviewer's decision on one user of the review: keep, revoke or keep_until."""
+    principal().require_cpas(path.cpas)
+    done = _change(query, Admin.decide_review_item, path.cpas, path.review_id, path.user, body.decision,
+                   body.until, body.comment)
+    if isinstance(done, Previewed):
+        return _dry_run(done)
+    return _changed(done.value.as_json())
+
+
+@admin_api.post("/cpas/<cpas>/reviews/<int:review_id>/close", operation_id="closeReview", responses={
+    200: reply("the review, signed off (closed_by, closed_at)", ReviewSummary, or_dry_run=True,
+               example={**_SUMMARY_EXAMPLE, "closed": True, "closed_by": "key:manager",
+                        "closed_at": "2027-03-02T16:40:00Z", "decided": 9, "progress": 100}),
+    **errors(404, 409, s404=REVIEW_404,
+             s409="review_undecided: users still to decide (details.undecided); review_closed: closed already; "
+                  "conflict: a concurrent change (details.retry)"),
+})
+def close_review(path: ReviewPath, query: DryRunQuery) -> Response:
+    """Sign the review off once every user is decided; it is read-only from then on."""
+    principal().require_cpas(path.cpas)
+    done = _change(query, Admin.close_review, path.cpas, path.review_id)
+    if isinstance(done, Previewed):
+        return _dry_run(done)
+    return _json(done.value.as_json())
+
+
+@admin_api.get("/reviews/overview", operation_id="reviewsOverview", responses={
+    200: reply("every CPAS the credential may use, by id", ReviewOverviewRow, many=True, example=[{
+        "cpas": "0207196354", "name_fr": "CPAS de Herstappe", "name_nl": "OCMW Herstappe",
+        "last_closed_at": "2026-03-02T16:40:00Z", "open_review": _SUMMARY_EXAMPLE, "overdue": False}]),
+})
+def reviews_overview() -> Response:
+    """Where each CPAS stands with its access reviews: last closed, open one, overdue."""
+    svc, who = service(), principal()
+    today = brussels_day(svc.now())
+    rows = svc.read(lambda store: reads.reviews_overview(store, who.cpas, today, svc.settings.review_interval_days))
+    return _json([row.as_json() for row in rows])
 
 def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]

@@ -215,9 +215,9 @@ class ActionSearchRequest(Strict):
 class DecisionContext(BaseModel):
     policy_version: int | SkipJsonSchema[None] = Field(
         default=None, json_schema_extra=omitted, description="the CPAS's version the decision was made at")
-    reason: Literal["granted", "not_granted", "missing_prerequisite", "user_inactive", "unknown_user"] \
-        | SkipJsonSchema[None] = Field(default=None, json_schema_extra=omitted,
-                                       description="with context.explain in the request, as on /enforce")
+    reason: Literal["granted", "not_granted", "missing_prerequisite", "user_inactive", "unknown_user",
+                    "assignment_expired", "assignment_not_started"] | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=omitted, description="with context.explain in the request, as on /enforce")
     granted_by: list[int] | SkipJsonSchema[None] = Field(default=None, json_schema_extra=omitted)
     missing_prerequisites: list[str] | SkipJsonSchema[None] = Field(default=None, json_schema_extra=omitted)
     error: ErrorBody | SkipJsonSchema[None] = Field(

@@ -304,6 +304,25 @@ def purge_history_cmd(before: str) -> None:
     click.echo(f"purged {_count(deleted, 'history row')} before {iso(cut)}")
 
 
+@main.command("record-expiries")
+def record_expiries_cmd() -> None:
+    """Write each assignment term that has ended to its CPAS's audit trail (assignment.expired, by
+    system:expiry) and history, once. The service's pollers do it on their own; this is for a deployment
+    whose pollers are off, or to run from cron. Decisions never wait for it: they follow terms to the instant."""
+    from .admin import Admin
+    from .catalog import load_catalog
+    from .service import EXPIRY_ACTOR
+
+    settings = load_settings()
+    database = Database(settings.database_url, board=settings.version_board or None)
+    try:
+        with database.transaction() as session:
+            done = Admin(Store(session), load_catalog(settings.policies_dir), EXPIRY_ACTOR).record_expiries()
+    finally:
+        database.dispose()
+    click.echo(f"recorded {_count(done, 'ended assignment')}")
+
+
 def _count(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # links (RoleManager(max_hierarchy_level=10)), node-casbin and Go casbin 10: 7 keeps every chain
     # decided alike by all three
     max_inclusion_depth: int = Field(default=5, ge=1, le=7)
+    review_interval_days: int = Field(
+        default=365, ge=1, le=3650,
+        description="access reviews: a CPAS with no review closed within this many days is overdue",
+    )
     log_level: str = "INFO"
     access_log: bool = Field(
         default=True, description="the request log: one JSON line per request on the authz.access logger"

@@ -14,6 +14,7 @@ sharing every other entry with the old index; the result is what a full build fr
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -23,6 +24,7 @@ from sys import intern
 from types import MappingProxyType
 
 from .freshness import slot_of
+from .terms import Term, next_change
 
 USER = "user:"
 PROFILE = "profile:"
@@ -115,7 +117,9 @@ class Rules:
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    reason: str  # granted | not_granted | missing_prerequisite | user_inactive | unknown_user
+    # granted | not_granted | missing_prerequisite | user_inactive | unknown_user | assignment_expired
+    # | assignment_not_started
+    reason: str
     policy_version: int
     granted_by: tuple[int, ...] = ()
     missing_prerequisites: tuple[str, ...] = ()
@@ -153,8 +157,26 @@ class UserView:
     functions: frozenset[str]  # effective function codes
 
 
+def _split(
+    parents: tuple[str, ...], terms: Mapping[int, Term] | None, at: float
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A user's parents as (those that hold at ``at``, assignments out of their term then)."""
+    if not terms:
+        return parents, ()
+    live: list[str] = []
+    dormant: list[str] = []
+    for parent in parents:
+        term = terms.get(int(parent[len(PROFILE):])) if parent.startswith(PROFILE) else None
+        (live if term is None or term.holds(at) else dormant).append(parent)
+    return tuple(live), tuple(dormant)
+
+
 class CpasPolicy:
-    """One CPAS's policy at one version. Built once, never changed."""
+    """One CPAS's policy at one version and one instant. Built once, never changed.
+
+    ``terms`` (user -> profile id -> ``Term``) bound some assignments in time: the policy decides as of
+    ``at`` (epoch seconds), an assignment out of its term then counting as absent, and holds until
+    ``next_change``, the first bound after ``at``; ``at_instant`` gives the policy at a later instant."""
 
     def __init__(
         self,
@@ -164,6 +186,8 @@ class CpasPolicy:
         links: Iterable[tuple[str, str]],
         users: Mapping[str, bool],
         descriptions: Mapping[int, tuple[str | None, str | None]] | None = None,
+        terms: Mapping[str, Mapping[int, Term]] | None = None,
+        at: float | None = None,
     ) -> None:
         self.cpas = cpas
         # profile id -> (description_fr, description_nl): plain data, so that answering "what may this
@@ -176,6 +200,21 @@ class CpasPolicy:
             # interned: a million rule rows name a few hundred functions and profiles many times over
             graph.setdefault(intern(child), []).append(intern(parent))
         self._graph = {k: tuple(v) for k, v in graph.items()}
+        self.at = time.time() if at is None else at
+        self._terms: dict[str, Mapping[int, Term]] = {
+            u: MappingProxyType(dict(t)) for u, t in (terms or {}).items() if t}
+        # a user's assignments out of their term at ``at``: not in the graph, kept to come back in and to explain
+        self._dormant: dict[str, tuple[str, ...]] = {}
+        for user, user_terms in self._terms.items():
+            subject = intern(user_subject(user))
+            live, dormant = _split(self._graph.get(subject, ()), user_terms, self.at)
+            if dormant:
+                self._dormant[subject] = dormant
+                if live:
+                    self._graph[subject] = live
+                else:
+                    self._graph.pop(subject, None)
+        self.next_change = next_change(self._terms, self.at)
         self._users = dict(users)  # user id -> active
         self._by_profiles: dict[tuple[str, ...], frozenset[str]] = {}
         self._effective: dict[str, frozenset[str]] = {}
@@ -234,25 +273,88 @@ class CpasPolicy:
                 holders.setdefault(parent, set()).add(child)
         return {k: frozenset(v) for k, v in holders.items()}
 
+    def all_links(self) -> Iterable[tuple[str, str]]:
+        """Every ``g`` row this policy was built from, in term or not."""
+        for child, parents in self._graph.items():
+            for parent in parents:
+                yield child, parent
+        for child, parents in self._dormant.items():
+            for parent in parents:
+                yield child, parent
+
+    def at_instant(self, at: float) -> CpasPolicy:
+        """This policy as it decides at ``at`` (a later instant): itself until ``next_change``; after it, a
+        new policy with the assignments whose term began or ended in between taken in or out, equal to a
+        full build from the same rows at ``at``."""
+        if at < self.next_change:
+            return self
+        policy = self.with_changes(self.version, {}, {}, self.descriptions, at=at)
+        if policy is None:
+            policy = CpasPolicy(self.cpas, self.version, self.rules, self.all_links(), self._users,
+                                self.descriptions, self._terms, at)
+        policy.fresh_as_of = self.fresh_as_of  # the same rows: as fresh as they were
+        return policy
+
+    def terms_of(self, user: str) -> Mapping[int, Term]:
+        """The terms of the user's bounded assignments (profile id -> Term), in force or not."""
+        return self._terms.get(user, MappingProxyType({}))
+
+    def next_change_of(self, user: str) -> float | None:
+        """When what this user may use next changes by a term alone (epoch seconds), or None: never."""
+        found = [t.next_change(self.at) for t in self._terms.get(user, {}).values()]
+        later = [f for f in found if f is not None]
+        return min(later) if later else None
+
     def with_changes(
         self,
         version: int,
         links: Mapping[str, Collection[str]],
         users: Mapping[str, bool | None],
         descriptions: Mapping[int, tuple[str | None, str | None]],
+        terms: Mapping[str, Mapping[int, Term] | None] | None = None,
+        at: float | None = None,
     ) -> CpasPolicy | None:
         """This policy with the changes of one or more transactions applied: a new policy equal to a full
         build from the rows as they now are, this one untouched. ``links``: every subject whose ``g``
         rows changed, with all its parents now (none: it has no rows left); ``users``: every user whose
-        row may have changed, with its active flag now (None: no row); ``descriptions``: every profile's.
-        Only the users who reach a changed subject are computed again (through at most ``MAX_HOPS``
-        links, as a decision looks); every other user's entry is shared with this policy.
+        row may have changed, with its active flag now (None: no row); ``descriptions``: every profile's;
+        ``terms``: every user whose terms may have changed, with them now (None or empty: no term); ``at``:
+        the instant to decide as of (this policy's when not given). Only the users who reach a changed
+        subject, or whose assignment entered or left its term between the two instants, are computed again
+        (through at most ``MAX_HOPS`` links, as a decision looks); every other user's entry is shared.
 
         None when the links leave the use cases' shape (see ``_holders``): build in full instead."""
         holders = self._holders
-        touched = set(links) | {user_subject(u) for u in users}
+        at = self.at if at is None else at
+        new_terms = dict(self._terms)
+        for user, user_terms in (terms or {}).items():
+            if user_terms:
+                new_terms[user] = MappingProxyType(dict(user_terms))
+            else:
+                new_terms.pop(user, None)
+        # every user subject whose parents in term may differ: its rows or terms changed, or a bound passed
+        moved = {user_subject(u) for u in (terms or {})}
+        if at != self.at and (at < self.at or self.next_change <= at):
+            low, high = min(at, self.at), max(at, self.at)
+            moved.update(user_subject(u) for u, user_terms in self._terms.items()
+                         if any(bound is not None and low < bound <= high
+                                for t in user_terms.values() for bound in (t.start, t.end)))
+        dormant = dict(self._dormant)
+        effective: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in links.items()}
+        for subject in set(links) | moved:
+            if not subject.startswith(USER):
+                continue
+            parents = tuple(links[subject]) if subject in links else (
+                self._graph.get(subject, ()) + self._dormant.get(subject, ()))
+            live, out = _split(parents, new_terms.get(subject[len(USER):]), at)
+            effective[subject] = live
+            if out:
+                dormant[intern(subject)] = out
+            else:
+                dormant.pop(subject, None)
+        touched = set(effective) | {user_subject(u) for u in users}
         if holders is None or any(s.startswith(FUNCTION) for s in touched) or any(
-            p.startswith(USER) for parents in links.values() for p in parents
+            p.startswith(USER) for parents in effective.values() for p in parents
         ):
             return None
         # who reaches a changed subject: only their sets can differ (a user whose search never meets one
@@ -271,7 +373,7 @@ class CpasPolicy:
             frontier = nxt
         graph = dict(self._graph)
         new_holders = dict(holders)
-        for subject, parents in links.items():
+        for subject, parents in effective.items():
             subject = intern(subject)
             now = tuple(dict.fromkeys(intern(p) for p in parents))
             before = set(graph.get(subject, ()))
@@ -296,6 +398,10 @@ class CpasPolicy:
         policy.version = version
         policy.rules = self.rules
         policy._graph = graph
+        policy.at = at
+        policy._terms = new_terms
+        policy._dormant = dormant
+        policy.next_change = next_change(new_terms, at)
         policy._users = dict(self._users)
         for user, active in users.items():
             if active is None:
@@ -421,8 +527,25 @@ class CpasPolicy:
         elif held & allow_roles:
             reason = "missing_prerequisite"
         else:
-            reason = "not_granted"
+            reason = self._out_of_term(user, allow_roles) or "not_granted"
         return Decision(allowed, reason, self.version, tuple(sorted(granted_by)), tuple(missing) if not allowed else ())
+
+
+    def _out_of_term(self, user: str, allow_roles: frozenset[str]) -> str | None:
+        """Why an assignment out of its term would have granted: ``assignment_expired`` (its term ended;
+        preferred) or ``assignment_not_started``; None when none would have."""
+        found = None
+        terms = self._terms.get(user, {})
+        for role in self._dormant.get(user_subject(user), ()):
+            if role in allow_roles or self._reachable_through(role) & allow_roles:
+                term = terms.get(int(role[len(PROFILE):]))
+                if term is not None and term.ended(self.at):
+                    return "assignment_expired"
+                found = "assignment_not_started"
+        return found
+
+    def _reachable_through(self, role: str) -> frozenset[str]:
+        return self._reachable(role, MAX_HOPS - 1)
 
 
 @dataclass
@@ -437,9 +560,11 @@ class Snapshot:
 class Engine:
     """Holds the live snapshot; ``swap`` installs a new one. Decisions never take a lock."""
 
-    def __init__(self, *, max_staleness: float = 15.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, max_staleness: float = 15.0, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         self._snapshot: Snapshot | None = None
         self.clock = clock
+        self.wall = wall  # the instant decisions are made as of (epoch seconds): time-bound assignments
         self._synced_at: float = clock()
         self.max_staleness = max_staleness
         self.build_lock = threading.Lock()  # one builder at a time; readers never wait on it
@@ -455,7 +580,10 @@ class Engine:
 
     def allows(self, cpas: str, user: str, function: str) -> bool:
         """Fail closed: EngineUnavailable when stale or not loaded, KeyError for an unknown CPAS."""
-        return self.snapshot.policies[cpas].allows(user, function)
+        policy = self.snapshot.policies[cpas]
+        if policy.next_change != math.inf and policy.next_change <= self.wall():
+            policy = policy.at_instant(self.wall())
+        return policy.allows(user, function)
 
     @property
     def loaded(self) -> bool:

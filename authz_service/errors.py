@@ -137,6 +137,15 @@ class UserInactive(Conflict):
         super().__init__(f"user {user} is inactive; reactivate them before assigning profiles")
 
 
+class InvalidTerm(InvalidRequest):
+    code = "invalid_term"
+
+    def __init__(self, profile_id: int) -> None:
+        self.profile_id = profile_id
+        super().__init__(f"the assignment of profile {profile_id} would end before it begins "
+                         "(valid_until must be after valid_from)", {"profile": profile_id})
+
+
 class DescriptionMissing(InvalidRequest):
     def __init__(self) -> None:
         super().__init__("a profile needs a French or a Dutch description (or both)")
@@ -293,3 +302,83 @@ def register_error_handlers(app: Flask) -> None:
         response = jsonify(envelope("internal_error", "The service could not complete the request."))
         response.status_code = 500
         return response
+
+
+# -- access reviews (Admin.start_review, decide_review_item, close_review)
+class ReviewUnknown(ServiceError):
+    """No such review in this CPAS (a review of another CPAS is unknown here too)."""
+
+    code, status = "review_unknown", 404
+
+    def __init__(self, review_id: int, cpas: str) -> None:
+        self.review_id, self.cpas = review_id, cpas
+        super().__init__(f"review {review_id} does not exist in CPAS {cpas}")
+
+
+class ReviewItemUnknown(ServiceError):
+    """The user was not frozen in the review (not active when it started, or never seen)."""
+
+    code, status = "review_item_unknown", 404
+
+    def __init__(self, review_id: int, user: str) -> None:
+        self.review_id, self.user = review_id, user
+        super().__init__(f"user {user} is not part of review {review_id}")
+
+
+class ReviewClosed(ServiceError):
+    code, status = "review_closed", 409
+
+    def __init__(self, review_id: int) -> None:
+        self.review_id = review_id
+        super().__init__(f"review {review_id} is closed: it can no longer change", {"review": review_id})
+
+
+class ReviewOpen(ServiceError):
+    """Another review of the CPAS is still open."""
+
+    code, status = "review_open", 409
+
+    def __init__(self, review_id: int) -> None:
+        self.review_id = review_id
+        super().__init__(f"review {review_id} of this CPAS is still open: close it first", {"review": review_id})
+
+
+class ReviewUndecided(ServiceError):
+    code, status = "review_undecided", 409
+
+    def __init__(self, review_id: int, undecided: int) -> None:
+        self.review_id, self.undecided = review_id, undecided
+        super().__init__(f"review {review_id} cannot be closed: {undecided} user(s) still to decide",
+                         {"undecided": undecided})
+
+
+class ReviewItemDecided(ServiceError):
+    code, status = "review_item_decided", 409
+
+    def __init__(self, review_id: int, user: str, decision: str) -> None:
+        self.review_id, self.user, self.decision = review_id, user, decision
+        super().__init__(f"user {user} of review {review_id} was already decided ({decision}): decisions are final",
+                         {"decision": decision})
+
+
+class ReviewDateInvalid(InvalidRequest):
+    """``problem``: "due" (a due date before today), "until" (keep_until without a date after today),
+    "until_unexpected" (an until date with another decision), "range" (a date too far away: ``field`` says
+    which). ``today``: the Brussels date the check used."""
+
+    TEXT = {
+        "due": "the due date of a review cannot be in the past",
+        "until": "keep_until needs an until date after today",
+        "until_unexpected": "only keep_until takes an until date",
+        "range": "the date is out of range",
+    }
+
+    def __init__(self, problem: str, field: str, today: str) -> None:
+        self.problem, self.field = problem, field
+        super().__init__(self.TEXT[problem], {"field": field, "today": today})
+
+
+class ReviewDecisionUnknown(InvalidRequest):
+    def __init__(self, decision: str) -> None:
+        self.decision = decision
+        super().__init__("decision must be one of keep, revoke, keep_until", {"decision": decision})

@@ -8,12 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -23,6 +24,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
@@ -199,6 +202,24 @@ class PolicyEvent(Base):
     payload: Mapped[Any] = mapped_column(JSON, nullable=True)
 
 
+class AssignmentTerm(Base):
+    """When an assignment holds (migration 0008): the ``g`` row ``user:U -> profile:P`` of the CPAS holds
+    from ``valid_from`` (included) until ``valid_until`` (excluded); an assignment without a row here holds
+    as long as it is assigned. Written and deleted with its ``g`` row (``Store.set_user_profiles``), never
+    alone. ``ended_recorded``: the expiry has been written to the audit trail and the history
+    (``Admin.record_expiries``), once."""
+
+    __tablename__ = "assignment_term"
+    cpas_id: Mapped[str] = mapped_column(String(10), primary_key=True)
+    user: Mapped[str] = mapped_column(String(128), primary_key=True)
+    profile_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    valid_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_recorded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    __table_args__ = (Index("ix_assignment_term_valid_until", "valid_until"),)
+
+
 class ApiKey(Base):
     __tablename__ = "api_key"
     __table_args__ = (NEVER_REUSED,)
@@ -278,3 +299,45 @@ class ServiceSecret(Base):
     __tablename__ = "service_secret"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+# -- access reviews (migration 0009) -----------------------------------------------------------------------
+class Review(Base):
+    """A periodic access review of a CPAS: started with a due date, it froze every active user's assignments
+    (``ReviewItem``, one per user); closed (signed off: who, when) once every item is decided, and read-only
+    from then on. At most one open review per CPAS (``Admin.start_review`` under the CPAS's lock, and the
+    partial unique index ``ix_review_open_cpas``)."""
+
+    __tablename__ = "review"
+    __table_args__ = (
+        Index("ix_review_cpas_id_id", "cpas_id", "id"),
+        Index("ix_review_open_cpas", "cpas_id", unique=True, sqlite_where=text("closed_at IS NULL"),
+              postgresql_where=text("closed_at IS NULL")),
+        NEVER_REUSED,
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cpas_id: Mapped[str] = mapped_column(ForeignKey("cpas.id", ondelete="CASCADE"))
+    due: Mapped[date] = mapped_column(Date)
+    started_by: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ReviewItem(Base):
+    """One user of a review: who they were and what they held when it started (``assignments``, frozen: a list
+    of ``{profile_id, description_fr, description_nl, valid_from, valid_until}``, instants in ISO 8601 UTC or
+    null), and the reviewer's decision (``keep``, ``revoke``, ``keep_until`` with ``until``), final once made."""
+
+    __tablename__ = "review_item"
+    __table_args__ = (UniqueConstraint("review_id", "user", name="uq_review_item_review_id_user"), NEVER_REUSED)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    review_id: Mapped[int] = mapped_column(ForeignKey("review.id", ondelete="CASCADE"))
+    user: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    assignments: Mapped[Any] = mapped_column(JSON)
+    decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    comment: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

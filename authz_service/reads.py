@@ -8,7 +8,7 @@ the web UI's rows also carry the text in the reader's language, as their pages s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from threading import Lock
@@ -18,9 +18,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .catalog import Catalog
 from .engine import CpasPolicy, Rules, in_language
-from .errors import CpasUnknown, HistoryUnavailable, ProfileNotFound, UserNotFound
+from .errors import CpasUnknown, HistoryUnavailable, ProfileNotFound, ReviewUnknown, UserNotFound
 from .models import AdminAccount, AuditEntry, Cpas, Profile, User, audit_genesis, audit_hash, iso
+from .models import Review as StoredReview
+from .models import ReviewItem as StoredReviewItem
 from .store import AuditWhere, Store
+from .terms import Term
 
 T = TypeVar("T")
 
@@ -99,10 +102,10 @@ def policy_version(store: Store, cpas: str) -> int:
     return store.versions_of([cpas]).get(cpas, 0)
 
 
-def policy_lines(store: Store, cpas: str) -> list[tuple[str, ...]]:
-    """The CPAS's policy as Casbin lines (CpasUnknown if there is no such CPAS)."""
+def policy_lines(store: Store, cpas: str, at: datetime | None = None) -> list[tuple[str, ...]]:
+    """The CPAS's policy as Casbin lines as it holds at ``at`` (None: now; CpasUnknown if there is no such CPAS)."""
     _cpas(store, cpas)
-    return store.policy_lines(cpas)
+    return store.policy_lines(cpas, at)
 
 
 # -- profiles --------------------------------------------------------------------------------------------
@@ -282,11 +285,23 @@ class UserDetail:
     active: bool
     profiles: tuple[ProfileRef, ...]  # by id
     policy_version: int
+    terms: Mapping[int, Term] = field(default_factory=dict)  # profile id -> its term, for bounded assignments
 
     def as_json(self, lang: str) -> dict[str, Any]:
         return {"user": self.user, "name": self.name, "lang": self.lang, "active": self.active,
-                "profiles": [{"id": p.id, "description": p.label(lang)} for p in self.profiles],
+                "profiles": [assignment_json(p, lang, self.terms) for p in self.profiles],
                 "policy_version": self.policy_version}
+
+
+def assignment_json(profile: ProfileRef, lang: str, terms: Mapping[int, Term]) -> dict[str, Any]:
+    """One assigned profile as the API shows it: with ``valid_from``/``valid_until`` (ISO, null: unbounded)
+    when the assignment has a term."""
+    body: dict[str, Any] = {"id": profile.id, "description": profile.label(lang)}
+    term = terms.get(profile.id)
+    if term is not None:
+        body["valid_from"] = None if term.valid_from is None else iso(term.valid_from)
+        body["valid_until"] = None if term.valid_until is None else iso(term.valid_until)
+    return body
 
 
 @dataclass(frozen=True)
@@ -299,6 +314,7 @@ class UserRow:
     active: bool
     profiles: tuple[ProfileRef, ...]  # by id
     stored_name: str = ""  # as the store has it, possibly empty
+    terms: Mapping[int, Term] = field(default_factory=dict)  # profile id -> its term, for bounded assignments
 
     @property
     def profile_names(self) -> list[str]:
@@ -306,7 +322,7 @@ class UserRow:
 
     def as_json(self, lang: str) -> dict[str, Any]:
         return {"user": self.user, "name": self.stored_name, "lang": self.lang, "active": self.active,
-                "profiles": [{"id": p.id, "description": p.label(lang)} for p in self.profiles]}
+                "profiles": [assignment_json(p, lang, self.terms) for p in self.profiles]}
 
 
 def _user(store: Store, cpas: str, user: str) -> User:
@@ -322,7 +338,8 @@ def user_detail(store: Store, cpas: str, user: str, lang: str = "fr") -> UserDet
     row = _user(store, cpas, user)
     profiles = {p.id: p for p in store.profiles(cpas)}
     refs = tuple(_ref(profiles[i], lang) for i in store.user_profiles(cpas, user) if i in profiles)
-    return UserDetail(cpas, row.user, row.name, row.lang, row.active, refs, policy_version(store, cpas))
+    return UserDetail(cpas, row.user, row.name, row.lang, row.active, refs, policy_version(store, cpas),
+                      store.user_terms(cpas, user))
 
 
 def users_page(
@@ -333,10 +350,45 @@ def users_page(
     rows, total = store.users_page(cpas, active=active, page=page, per_page=per_page, search=q or None)
     profiles = {p.id: p for p in store.profiles(cpas)}
     assigned = store.assignments(cpas, [r.user for r in rows])
+    terms = store.terms_of(cpas, [r.user for r in rows])
     items = [UserRow(r.user, r.name or r.user, r.lang, r.active,
-                     tuple(_ref(profiles[i], lang) for i in assigned.get(r.user, []) if i in profiles), r.name)
+                     tuple(_ref(profiles[i], lang) for i in assigned.get(r.user, []) if i in profiles), r.name,
+                     terms.get(r.user, {}))
              for r in rows]
     return Page(items, page, per_page, total)
+
+
+@dataclass(frozen=True)
+class EndingAssignment:
+    """An active user's assignment whose term ends soon."""
+
+    user: str
+    name: str  # the user id when the name is empty
+    profile: ProfileRef
+    valid_until: datetime
+
+    def as_json(self, lang: str) -> dict[str, Any]:
+        return {"user": self.user, "name": self.name, "profile": {"id": self.profile.id,
+                "description": self.profile.label(lang)}, "valid_until": iso(self.valid_until)}
+
+
+def ending_assignments(
+    store: Store, cpas: str, now: datetime, days: int = 30, lang: str = "fr"
+) -> list[EndingAssignment]:
+    """The active users' assignments whose term ends after ``now`` and within ``days`` days, soonest first."""
+    _cpas(store, cpas)
+    profiles = {p.id: p for p in store.profiles(cpas)}
+    names = store.user_names(cpas)
+    return [EndingAssignment(user, names.get(user) or user, _ref(profiles[pid], lang), until)
+            for user, pid, until in store.ending_assignments(cpas, now, now + timedelta(days=days))
+            if pid in profiles]
+
+
+def profile_terms(store: Store, cpas: str, profile_id: int) -> dict[str, Term]:
+    """The terms of a profile's bounded assignments, in force or not: user -> Term (the print view of a
+    profile shows them beside its users)."""
+    return {user: by_profile[profile_id] for user, by_profile in store.terms_of(cpas).items()
+            if profile_id in by_profile}
 
 
 def policy_at(store: Store, rules: Rules, cpas: str, at: datetime) -> CpasPolicy:
@@ -524,3 +576,211 @@ def account(store: Store, username: str) -> Account | None:
         return None
     return Account(row.username, row.operator, tuple(row.cpas or ()), row.lang, row.active, row.locked_until,
                    row.session_epoch, row.password_hash)
+
+
+# -- access reviews --------------------------------------------------------------------------------------
+REVIEW_DECISIONS = ("keep", "revoke", "keep_until")
+
+
+def _iso_or_none(moment: datetime | None) -> str | None:
+    return None if moment is None else iso(moment)
+
+
+def _instant(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Aware, in UTC (SQLite hands back naive datetimes, always written in UTC)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class FrozenAssignment:
+    """A profile a user held when the review started, as it was then: its descriptions and its term (aware UTC
+    instants, None: unbounded or no term)."""
+
+    profile_id: int
+    description_fr: str | None
+    description_nl: str | None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+    def label(self, lang: str) -> str:
+        return in_language(self.description_fr, self.description_nl, lang)
+
+    def as_json(self) -> dict[str, Any]:
+        """Also the stored form (``review_item.assignments``)."""
+        return {"profile_id": self.profile_id, "description_fr": self.description_fr,
+                "description_nl": self.description_nl, "valid_from": _iso_or_none(self.valid_from),
+                "valid_until": _iso_or_none(self.valid_until)}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> FrozenAssignment:
+        return cls(int(value["profile_id"]), value.get("description_fr"), value.get("description_nl"),
+                   _instant(value.get("valid_from")), _instant(value.get("valid_until")))
+
+
+@dataclass(frozen=True)
+class ReviewSummary:
+    id: int
+    cpas: str
+    due: date
+    started_by: str
+    started_at: datetime  # aware, UTC
+    closed_by: str | None
+    closed_at: datetime | None
+    total: int  # items (users frozen)
+    decided: int
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_at is not None
+
+    def overdue(self, today: date) -> bool:
+        """Still open after its due date (``today``: the Brussels date)."""
+        return not self.closed and today > self.due
+
+    @property
+    def progress(self) -> int:
+        """Percentage of items decided, rounded down (100 for a review without items)."""
+        return 100 if self.total == 0 else self.decided * 100 // self.total
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "cpas": self.cpas, "due": self.due.isoformat(), "started_by": self.started_by,
+                "started_at": iso(self.started_at), "closed": self.closed, "closed_by": self.closed_by,
+                "closed_at": _iso_or_none(self.closed_at), "total": self.total, "decided": self.decided,
+                "progress": self.progress}
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One user of a review: as frozen when it started, and the reviewer's decision (None: not yet)."""
+
+    user: str
+    name: str
+    assignments: tuple[FrozenAssignment, ...]  # by profile id
+    decision: str | None
+    until: date | None
+    comment: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+
+    @property
+    def decided(self) -> bool:
+        return self.decision is not None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"user": self.user, "name": self.name, "assignments": [a.as_json() for a in self.assignments],
+                "decision": self.decision, "until": None if self.until is None else self.until.isoformat(),
+                "comment": self.comment, "decided_by": self.decided_by, "decided_at": _iso_or_none(self.decided_at)}
+
+
+@dataclass(frozen=True)
+class ReviewDetail:
+    summary: ReviewSummary
+    items: tuple[ReviewItem, ...]  # by name then user id
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.summary.as_json(), "items": [item.as_json() for item in self.items]}
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """The answer of a decision: the review's summary (its progress), the item decided, and the CPAS's policy
+    version after it (moved only when the decision changed the user's assignments)."""
+
+    summary: ReviewSummary
+    item: ReviewItem
+    policy_version: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"review": self.summary.as_json(), "item": self.item.as_json(), "policy_version": self.policy_version}
+
+
+@dataclass(frozen=True)
+class OverviewRow:
+    """A CPAS in the reviews overview: when it last closed a review, its open review, whether it is overdue."""
+
+    cpas: str
+    name_fr: str
+    name_nl: str
+    last_closed_at: datetime | None
+    open_review: ReviewSummary | None
+    overdue: bool
+
+    def name(self, lang: str) -> str:
+        return (self.name_nl or self.name_fr) if lang == "nl" else (self.name_fr or self.name_nl)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"cpas": self.cpas, "name_fr": self.name_fr, "name_nl": self.name_nl,
+                "last_closed_at": _iso_or_none(self.last_closed_at),
+                "open_review": None if self.open_review is None else self.open_review.as_json(),
+                "overdue": self.overdue}
+
+
+def _summary(row: StoredReview, counts: tuple[int, int]) -> ReviewSummary:
+    started_at = _utc(row.started_at)
+    assert started_at is not None
+    return ReviewSummary(row.id, row.cpas_id, row.due, row.started_by, started_at, row.closed_by,
+                         _utc(row.closed_at), counts[0], counts[1])
+
+
+def review_item_of(row: StoredReviewItem) -> ReviewItem:
+    frozen = tuple(FrozenAssignment.from_json(a) for a in row.assignments or ())
+    return ReviewItem(row.user, row.name, frozen, row.decision, row.until, row.comment, row.decided_by,
+                      _utc(row.decided_at))
+
+
+def _review(store: Store, cpas: str, review_id: int) -> StoredReview:
+    row = store.get_review(cpas, review_id)
+    if row is None:
+        _cpas(store, cpas)  # an unknown CPAS is said as such
+        raise ReviewUnknown(review_id, cpas)
+    return row
+
+
+def reviews(store: Store, cpas: str) -> list[ReviewSummary]:
+    """The CPAS's reviews, newest first (CpasUnknown if there is no such CPAS)."""
+    _cpas(store, cpas)
+    rows = store.reviews(cpas)
+    counts = store.review_counts(r.id for r in rows)
+    return [_summary(r, counts.get(r.id, (0, 0))) for r in rows]
+
+
+def review_summary(store: Store, cpas: str, review_id: int) -> ReviewSummary:
+    """ReviewUnknown (or CpasUnknown) if the CPAS has no such review."""
+    row = _review(store, cpas, review_id)
+    return _summary(row, store.review_counts([row.id]).get(row.id, (0, 0)))
+
+
+def review_detail(store: Store, cpas: str, review_id: int) -> ReviewDetail:
+    """The review with its items, by name then user id (ReviewUnknown, or CpasUnknown)."""
+    row = _review(store, cpas, review_id)
+    items = tuple(review_item_of(i) for i in store.review_items(row.id))
+    return ReviewDetail(_summary(row, (len(items), sum(1 for i in items if i.decided))), items)
+
+
+def reviews_overview(store: Store, cpas_ids: Collection[str] | None, today: date,
+                     interval_days: int) -> list[OverviewRow]:
+    """Every CPAS of ``cpas_ids`` (None: every CPAS), by id: its last closed review, its open review, and
+    whether it is overdue: its open review is past its due date, or no review was closed within
+    ``interval_days`` days before ``today`` (counted from the CPAS's creation when it never closed one)."""
+    wanted = None if cpas_ids is None else set(cpas_ids)
+    rows = [c for c in store.list_cpas() if wanted is None or c.id in wanted]
+    ids = [c.id for c in rows]
+    closed = store.last_closed_reviews(ids)
+    opened = {r.cpas_id: r for r in store.open_reviews(ids)}
+    counts = store.review_counts(r.id for r in opened.values())
+    out = []
+    for row in rows:
+        last = closed.get(row.id)
+        found = opened.get(row.id)
+        summary = None if found is None else _summary(found, counts.get(found.id, (0, 0)))
+        since = last if last is not None else _utc(row.created_at)
+        lapsed = since is None or since.astimezone(local_zone()).date() < today - timedelta(days=interval_days)
+        out.append(OverviewRow(row.id, row.name_fr, row.name_nl, last, summary,
+                               lapsed or (summary is not None and summary.overdue(today))))
+    return out

@@ -12,16 +12,27 @@ from __future__ import annotations
 
 import copy
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    TypeAdapter,
+    WithJsonSchema,
+)
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema
 from typing_extensions import TypeAliasType
 
 from .catalog import REGIONS
 from .inputs import CONTROL, clean_text
+from .terms import Assignment, parse_bound
 
 # ASCII only, and \Z rather than $ (which also matches before a final newline) for callers using .match
 USER_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")
@@ -306,8 +317,44 @@ class ProfileUpdate(Body):
     includes: list[Id] | None = Field(default=None, max_length=200, description="null: unchanged")
 
 
+def _bound(end: bool) -> Any:
+    def parse(value: object) -> datetime:
+        if not isinstance(value, str) or len(value) > 40:
+            raise ValueError("a date (2027-01-31, Brussels time) or an instant with its offset "
+                             "(2027-01-31T17:00:00+01:00)")
+        try:
+            return parse_bound(value, end=end)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is neither a date (2027-01-31) nor an instant with its offset "
+                             "(2027-01-31T17:00:00+01:00)") from exc
+    return parse
+
+
+_BOUND_SCHEMA = {"type": "string", "maxLength": 40, "examples": ["2027-01-31", "2027-01-31T17:00:00+01:00"]}
+StartBound = Annotated[datetime, BeforeValidator(_bound(end=False)), WithJsonSchema({
+    **_BOUND_SCHEMA, "description": "from when the assignment holds (included): a date means midnight starting "
+                                    "it, Brussels time; an instant needs its offset"})]
+EndBound = Annotated[datetime, BeforeValidator(_bound(end=True)), WithJsonSchema({
+    **_BOUND_SCHEMA, "description": "until when the assignment holds (excluded): a date means the whole of that "
+                                    "day, Brussels time (it ends at the next midnight); an instant needs its "
+                                    "offset"})]
+
+
+class TimedProfile(Body):
+    """A profile assigned for a time: from ``valid_from`` and/or until ``valid_until``."""
+
+    id: Id
+    valid_from: StartBound | None = None
+    valid_until: EndBound | None = None
+
+
 class UserProfiles(Body):
-    profiles: list[Id] = Field(max_length=200)
+    profiles: list[Id | TimedProfile] = Field(max_length=200, description=(
+        "profile ids (assigned with no end), or {id, valid_from, valid_until} for an assignment that holds "
+        "only for a time; the user's profiles become exactly these"))
+
+    def assignments(self) -> list[int | Assignment]:
+        return [p if isinstance(p, int) else Assignment(p.id, p.valid_from, p.valid_until) for p in self.profiles]
 
 
 # -- responses (documentation) ----------------------------------------------------------------------
@@ -333,7 +380,8 @@ class ErrorResponse(BaseModel):
 
 
 class Explanation(BaseModel):
-    reason: Literal["granted", "not_granted", "missing_prerequisite", "user_inactive", "unknown_user"]
+    reason: Literal["granted", "not_granted", "missing_prerequisite", "user_inactive", "unknown_user",
+                    "assignment_expired", "assignment_not_started"]
     granted_by: list[int]
     missing_prerequisites: list[str]
 
@@ -367,13 +415,26 @@ class ProfileRef(BaseModel):
     description: str
 
 
+class AssignedProfile(ProfileRef):
+    """A profile as assigned to a user: with its term when the assignment has one."""
+
+    valid_from: str | None = Field(default=None, json_schema_extra=omitted, description=(
+        "ISO instant (UTC) from which the assignment holds, null: since it was made; left out when the "
+        "assignment has no term"))
+    valid_until: str | None = Field(default=None, json_schema_extra=omitted, description=(
+        "ISO instant (UTC) at which the assignment ends, null: no end; left out when the assignment has no term"))
+
+
 class UserFunctionsResponse(BaseModel):
     cpas: str
     user: str
     active: bool
     policy_version: Version
-    profiles: list[ProfileRef]
+    profiles: list[AssignedProfile] = Field(description="the profiles assigned to the user and in force now")
     functions: list[str] = Field(description="the effective function codes, sorted")
+    next_change: str | None = Field(description=(
+        "ISO instant (UTC) at which a time-bound assignment of the user begins or ends, and so this answer "
+        "changes without any write (null: no such instant); the caching headers never outlive it"))
 
 
 class FunctionUser(BaseModel):
@@ -395,7 +456,7 @@ class UserResponse(BaseModel):
     name: str
     lang: Lang
     active: bool
-    profiles: list[ProfileRef]
+    profiles: list[AssignedProfile]
     policy_version: int = Field(description="the CPAS's policy version after the change (consistency token)")
 
 
@@ -406,7 +467,7 @@ class UserItem(BaseModel):
     name: str
     lang: Lang
     active: bool
-    profiles: list[ProfileRef]
+    profiles: list[AssignedProfile]
 
 
 class UsersPage(BaseModel):
@@ -571,3 +632,113 @@ class Ready(BaseModel):
 class NotReady(BaseModel):
     status: Literal["unavailable"]
     problems: list[str]
+
+
+# -- access reviews ---------------------------------------------------------------------------------
+_DAY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+
+
+def _day(value: Any) -> date:
+    """A calendar date written YYYY-MM-DD (a JSON string; nothing else is taken for one)."""
+    if not isinstance(value, str) or not _DAY_RE.fullmatch(value):
+        raise ValueError("a date is written YYYY-MM-DD (e.g. 2027-03-31)")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value} is not a date of the calendar") from None
+
+
+Day = Annotated[date, BeforeValidator(_day), WithJsonSchema({
+    "type": "string", "format": "date", "example": "2027-03-31",
+    "description": "a date, YYYY-MM-DD, as a day in Brussels"})]
+Comment = Annotated[str | None, Field(default=None, max_length=500), AfterValidator(_text)]
+Decision = TypeAliasType("Decision", Literal["keep", "revoke", "keep_until"])
+# what the answers carry: ISO 8601 text
+Instant = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+DayText = Annotated[str, WithJsonSchema({"type": "string", "format": "date"})]
+
+
+class ReviewPath(Params):
+    cpas: Kbo
+    review_id: Id
+
+
+class ReviewItemPath(Params):
+    cpas: Kbo
+    review_id: Id
+    user: UserId
+
+
+class ReviewStart(Body):
+    model_config = ConfigDict(strict=True, extra="forbid", openapi_extra={  # type: ignore[typeddict-unknown-key]
+        "example": {"due": "2027-03-31"},
+    })
+    due: Day = Field(description="when the review must be closed: today or later (Brussels), else 400")
+
+
+class ReviewDecide(Body):
+    model_config = ConfigDict(strict=True, extra="forbid", openapi_extra={  # type: ignore[typeddict-unknown-key]
+        "example": {"decision": "keep_until", "until": "2027-06-30", "comment": "remplacement jusqu'à fin juin"},
+    })
+    decision: Decision = Field(description=(
+        "keep: nothing changes; revoke: the reviewed profiles the user still holds are removed now; keep_until: "
+        "they end at the end of until (Brussels), an earlier end they already have stays"))
+    until: Day | SkipJsonSchema[None] = Field(default=None, json_schema_extra=omitted, description=(
+        "keep_until only (and required there): a date after today"))
+    comment: Comment = Field(description="up to 500 characters")
+
+
+class FrozenAssignment(BaseModel):
+    """A profile the user held when the review started, as it was then."""
+
+    profile_id: int
+    description_fr: str | None
+    description_nl: str | None
+    valid_from: Instant | None = Field(description="the assignment's term then (null: none)")
+    valid_until: Instant | None
+
+
+class ReviewSummary(BaseModel):
+    id: int
+    cpas: str
+    due: DayText
+    started_by: str
+    started_at: Instant
+    closed: bool
+    closed_by: str | None = Field(description="who signed it off (null while open)")
+    closed_at: Instant | None
+    total: int = Field(description="users in the review (the active users when it started)")
+    decided: int
+    progress: int = Field(ge=0, le=100, description="decided * 100 // total, rounded down (100 with no user)")
+
+
+class ReviewItem(BaseModel):
+    user: str
+    name: str
+    assignments: list[FrozenAssignment] = Field(description="what the user held when the review started, by id")
+    decision: Decision | None = Field(description="null: still to decide")
+    until: DayText | None = Field(description="keep_until's date")
+    comment: str | None
+    decided_by: str | None
+    decided_at: Instant | None
+
+
+class Review(ReviewSummary):
+    items: list[ReviewItem] = Field(description="one per user, by name then user id")
+
+
+class ReviewDecision(BaseModel):
+    review: ReviewSummary
+    item: ReviewItem
+    policy_version: Version
+
+
+class ReviewOverviewRow(BaseModel):
+    cpas: str
+    name_fr: str
+    name_nl: str
+    last_closed_at: Instant | None = Field(description="when the CPAS last closed a review (null: never)")
+    open_review: ReviewSummary | None
+    overdue: bool = Field(description=(
+        "its open review is past its due date, or no review was closed within AUTHZ_REVIEW_INTERVAL_DAYS (365) "
+        "days, counted from the CPAS's creation when it never closed one"))

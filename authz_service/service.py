@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -68,9 +68,12 @@ class Previewed(Generic[T]):
     impact: Impact
 
 
+EXPIRY_ACTOR = "system:expiry"  # the author of an ended term's audit entry
+
+
 class Service:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, wall: Callable[[], float] = time.time) -> None:
         self.settings = settings
         if metrics is None:
             from .metrics import Metrics  # here: see metrics.py on when prometheus-client may be imported
@@ -87,7 +90,7 @@ class Service:
             # no poller and no notifications: one host only, where the version board keeps every process
             # current; nothing can tell the engine it went stale, so it never calls itself stale
             staleness = math.inf
-        self.engine = Engine(max_staleness=staleness, clock=clock)
+        self.engine = Engine(max_staleness=staleness, clock=clock, wall=wall)
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.last_error: str | None = None
@@ -113,6 +116,11 @@ class Service:
         self._store_failed = None
         self._keys.put(token, found)
         return found
+
+    def now(self) -> datetime:
+        """The instant the use cases keep (an access review's dates): the engine's wall clock, which tests inject
+        (``engine.wall``), so that a review's "today" and the decisions on time-bound assignments agree."""
+        return datetime.fromtimestamp(self.engine.wall(), UTC)
 
     # -- writes --------------------------------------------------------------------------------------
     def change(self, actor: str, use_case: Callable[Concatenate[Admin, P], T], *args: P.args,
@@ -146,16 +154,19 @@ class Service:
                 # makes a new version), else the CPAS as this transaction reads it
                 live = self.engine.current()
                 before = live.policies.get(cpas) if live is not None and live.rules == rules else None
+                now = self.engine.wall()
                 if before is None or before.version != store.versions_of([cpas]).get(cpas):
-                    before = store.cpas_policy(cpas, rules)
-                admin = Admin(store, self.catalog, actor, self.settings.max_inclusion_depth)
+                    before = store.cpas_policy(cpas, rules, now)
+                else:
+                    before = before.at_instant(now)
+                admin = Admin(store, self.catalog, actor, self.settings.max_inclusion_depth, clock=self.now)
                 value = use_case(admin, *args, **kwargs)
                 after = before
                 if admin.changed:  # derived from before by what the use case wrote, as refresh does; else in full
                     touched = store.touched(cpas)
-                    derived = (store.cpas_policy_after(before, touched)
+                    derived = (store.cpas_policy_after(before, touched, now)
                                if before is not None and touched is not None else None)
-                    after = derived if derived is not None else store.cpas_policy(cpas, rules)
+                    after = derived if derived is not None else store.cpas_policy(cpas, rules, now)
                 names = store.user_names(cpas)
         except SQLAlchemyError as exc:
             answer = store_failure(exc, change=True)
@@ -172,7 +183,7 @@ class Service:
         try:
             with self.db.transaction() as session:
                 store = Store(session)
-                admin = Admin(store, self.catalog, actor, self.settings.max_inclusion_depth)
+                admin = Admin(store, self.catalog, actor, self.settings.max_inclusion_depth, clock=self.now)
                 yield admin
                 for cpas in admin.changed:
                     self.notifier.in_transaction(store, cpas)
@@ -244,10 +255,26 @@ class Service:
         policy = snap.policies.get(cpas)
         if policy is not None:
             if board.read(policy.slot) == policy.fresh_as_of and policy.version >= minimum:
-                return policy
+                # a time-bound assignment began or ended since the policy was built: decide as of now (the
+                # clock is read only for a CPAS that has terms)
+                upcoming = policy.next_change
+                return policy if upcoming == math.inf or upcoming > self.engine.wall() else self._advance(policy)
         elif self._absent.get(cpas) == board.read(slot_of(cpas)):
             return None  # looked up in the store since the last change announced in its slot
         return self._catch_up(cpas, minimum)
+
+    def _advance(self, policy: CpasPolicy) -> CpasPolicy:
+        """``policy`` as it decides now (``CpasPolicy.at_instant``), installed in place of it unless another
+        thread installed something else for its CPAS meanwhile (then that one decides from the next call)."""
+        advanced = policy.at_instant(self.engine.wall())
+        with self.engine.build_lock:
+            current = self.engine.current()
+            if current is not None and current.policies.get(policy.cpas) is policy:
+                policies = dict(current.policies)
+                policies[policy.cpas] = advanced
+                self.engine.install(Snapshot(rules=current.rules, catalog_digest=current.catalog_digest,
+                                             policies=policies, fresh_as_of=current.fresh_as_of), synced=False)
+        return advanced
 
     def snapshot(self) -> Snapshot:
         try:
@@ -303,7 +330,7 @@ class Service:
                         if kept is not None and kept.version == version:
                             policies[cpas] = kept
                         else:
-                            built = store.cpas_policy(cpas, rules)
+                            built = store.cpas_policy(cpas, rules, self.engine.wall())
                             if built is not None:
                                 policies[cpas] = built
             except SQLAlchemyError as exc:
@@ -344,10 +371,11 @@ class Service:
                 with self.db.reading() as session:
                     store = Store(session)
                     built = None
+                    now = self.engine.wall()
                     if touched is not None and known is not None and known.rules is current.rules:
-                        built = store.cpas_policy_after(known, touched)
+                        built = store.cpas_policy_after(known, touched, now)
                     if built is None:
-                        built = store.cpas_policy(cpas, current.rules)
+                        built = store.cpas_policy(cpas, current.rules, now)
             except SQLAlchemyError as exc:
                 log.warning("refresh of %s failed: %s", cpas, str(exc).splitlines()[0])
                 return False
@@ -386,9 +414,16 @@ class Service:
         while not self._stop.wait(self.settings.poll_interval):
             try:
                 self.sync()
+                self.record_expiries()
             except Exception:  # never let the poller die
                 log.exception("policy poller")
                 time.sleep(self.settings.poll_interval)
+
+    def record_expiries(self) -> int:
+        """Record the assignment terms that ended (``Admin.record_expiries``), as ``system:expiry``. Every
+        poller does it; each expiry is written once. Returns how many this call recorded."""
+        with self.admin(EXPIRY_ACTOR) as admin:
+            return admin.record_expiries()
 
     def close(self) -> None:
         self._stop.set()

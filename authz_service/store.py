@@ -33,6 +33,7 @@ from .engine import (
 from .models import (
     AdminAccount,
     ApiKey,
+    AssignmentTerm,
     AuditEntry,
     CasbinRule,
     CatalogState,
@@ -40,13 +41,17 @@ from .models import (
     LoginAttempt,
     PolicyEvent,
     Profile,
+    Review,
+    ReviewItem,
     ServiceSecret,
     User,
     as_stored,
     audit_genesis,
     audit_hash,
+    iso,
     utcnow,
 )
+from .terms import Assignment, Term, assignments, aware
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,7 @@ class Store:
         ).all()
         self._touch(profile.cpas_id, role, *(str(h) for h in holders))
         _written(self._s).descriptions.add(profile.cpas_id)
+        self._drop_terms(profile.cpas_id, AssignmentTerm.profile_id == profile.id)
         self._s.execute(
             delete(CasbinRule).where(
                 CasbinRule.ptype == "g",
@@ -295,8 +301,79 @@ class Store:
     def user_profiles(self, cpas: str, user: str) -> list[int]:
         return sorted(int(r[len(PROFILE) :]) for r in self._links_from(cpas, user_subject(user), PROFILE))
 
-    def set_user_profiles(self, cpas: str, user: str, profile_ids: Iterable[int]) -> None:
-        self._replace_links(cpas, user_subject(user), PROFILE, (profile_role(i) for i in profile_ids))
+    def set_user_profiles(self, cpas: str, user: str, items: Iterable[int | Assignment]) -> None:
+        """The user's assignments become ``items``: plain profile ids (no term) or ``Assignment``s."""
+        wanted = assignments(items)
+        self._replace_links(cpas, user_subject(user), PROFILE, (profile_role(i) for i in wanted))
+        self._drop_terms(cpas, AssignmentTerm.user == user)
+        rows = [{"cpas_id": cpas, "user": user, "profile_id": a.profile_id, "valid_from": a.valid_from,
+                 "valid_until": a.valid_until, "ended_recorded": False} for a in wanted.values() if a.bounded]
+        if rows:
+            self._s.execute(insert(AssignmentTerm), rows)
+            _written(self._s).terms.setdefault(cpas, set()).add(user)
+
+    def _drop_terms(self, cpas: str, where: Any) -> None:
+        users = self._s.scalars(select(AssignmentTerm.user).where(AssignmentTerm.cpas_id == cpas, where)).all()
+        if users:
+            _written(self._s).terms.setdefault(cpas, set()).update(str(u) for u in users)
+            self._s.execute(delete(AssignmentTerm).where(AssignmentTerm.cpas_id == cpas, where))
+
+    def user_terms(self, cpas: str, user: str) -> dict[int, Term]:
+        """The user's bounded assignments: profile id -> Term (in force or not)."""
+        return self.terms_of(cpas, [user]).get(user, {})
+
+    def terms_of(self, cpas: str, users: Iterable[str] | None = None) -> dict[str, dict[int, Term]]:
+        """user -> profile id -> Term, for ``users`` (None: every user of the CPAS)."""
+        query = select(AssignmentTerm.user, AssignmentTerm.profile_id, AssignmentTerm.valid_from,
+                       AssignmentTerm.valid_until).where(AssignmentTerm.cpas_id == cpas)
+        out: dict[str, dict[int, Term]] = {}
+        chunks: list[list[str] | None] = [None]
+        if users is not None:
+            ids = sorted(set(users))
+            chunks = [ids[start:start + 500] for start in range(0, len(ids), 500)]
+        for chunk in chunks:
+            rows = self._s.execute(query if chunk is None else query.where(AssignmentTerm.user.in_(chunk)))
+            for user, pid, start, end in rows:
+                out.setdefault(str(user), {})[int(pid)] = Term.of(start, end)
+        return out
+
+    def ending_assignments(self, cpas: str, after: datetime, until: datetime) -> list[tuple[str, int, datetime]]:
+        """(user, profile id, valid_until) of the active users' assignments whose term ends in (after, until],
+        soonest first."""
+        rows = self._s.execute(
+            select(AssignmentTerm.user, AssignmentTerm.profile_id, AssignmentTerm.valid_until)
+            .join(User, and_(User.cpas_id == AssignmentTerm.cpas_id, User.user == AssignmentTerm.user))
+            .where(AssignmentTerm.cpas_id == cpas, User.active.is_(True), AssignmentTerm.valid_until > after,
+                   AssignmentTerm.valid_until <= until)
+            .order_by(AssignmentTerm.valid_until, AssignmentTerm.user, AssignmentTerm.profile_id)
+        ).all()
+        return [(str(u), int(p), aware(e)) for u, p, e in rows if e is not None]
+
+    def expiries_due(self, now: datetime, limit: int = 1000) -> list[tuple[str, str, int, datetime]]:
+        """(cpas, user, profile id, valid_until) of terms ended by ``now`` and not yet recorded."""
+        rows = self._s.execute(
+            select(AssignmentTerm.cpas_id, AssignmentTerm.user, AssignmentTerm.profile_id, AssignmentTerm.valid_until)
+            .where(AssignmentTerm.valid_until <= now, AssignmentTerm.ended_recorded.is_(False))
+            .order_by(AssignmentTerm.valid_until, AssignmentTerm.cpas_id, AssignmentTerm.user).limit(limit)
+        ).all()
+        return [(str(c), str(u), int(p), aware(e)) for c, u, p, e in rows if e is not None]
+
+    def mark_expiry_recorded(self, cpas: str, user: str, profile_id: int) -> bool:
+        """Mark one ended term as recorded; False when another transaction did it first (or it is gone)."""
+        result = self._s.execute(
+            update(AssignmentTerm)
+            .where(AssignmentTerm.cpas_id == cpas, AssignmentTerm.user == user,
+                   AssignmentTerm.profile_id == profile_id, AssignmentTerm.ended_recorded.is_(False))
+            .values(ended_recorded=True))
+        return bool(getattr(result, "rowcount", 0))
+
+    def record_expiry_event(self, cpas: str, user: str, profile_id: int, ended: datetime) -> None:
+        """The history's mark of an ended term (it changes no state: the term already says when it held)."""
+        clock = self._s.info.get(HISTORY_CLOCK)
+        version = int(self.versions_of([cpas]).get(cpas, 0))
+        self._s.execute(insert(PolicyEvent), [{
+            "cpas_id": cpas, "at": self._history_instant(cpas, clock), "version": version, "kind": "expiry",
+            "subject": user_subject(user), "payload": {"profile": profile_id, "valid_until": iso(ended)}}])
 
     def users_page(
         self, cpas: str, *, active: bool, page: int, per_page: int, search: str | None = None
@@ -315,6 +392,7 @@ class Store:
         return list(items), total
 
     def assignments(self, cpas: str, users: Iterable[str]) -> dict[str, list[int]]:
+        """user -> the profile ids assigned to them, in term or not (see ``terms_of``)."""
         subjects = [user_subject(u) for u in users]
         result: dict[str, list[int]] = {}
         if not subjects:
@@ -332,8 +410,9 @@ class Store:
         return result
 
     # -- decisions --------------------------------------------------------------------------------
-    def cpas_policy(self, cpas: str, rules: Rules) -> CpasPolicy | None:
-        """Version first, rows after: a change committed in between is picked up by the next poll."""
+    def cpas_policy(self, cpas: str, rules: Rules, at: float | None = None) -> CpasPolicy | None:
+        """Version first, rows after: a change committed in between is picked up by the next poll. ``at``:
+        the instant the policy decides as of, for time-bound assignments (None: now)."""
         version = self._s.scalar(select(Cpas.policy_version).where(Cpas.id == cpas))
         if version is None:
             return None
@@ -351,6 +430,8 @@ class Store:
             ((str(a), str(b)) for a, b in links),
             {u: bool(a) for u, a in users},
             {pid: (fr, nl) for pid, fr, nl in descriptions},
+            self.terms_of(cpas),
+            at,
         )
 
     def touched(self, cpas: str) -> Touched | None:
@@ -363,7 +444,7 @@ class Store:
             return None
         return Touched(since, written.version[cpas], frozenset(written.subjects.get(cpas, ())))
 
-    def cpas_policy_after(self, old: CpasPolicy, touched: Touched) -> CpasPolicy | None:
+    def cpas_policy_after(self, old: CpasPolicy, touched: Touched, at: float | None = None) -> CpasPolicy | None:
         """``old``, the CPAS's policy at ``touched.since``, brought to the store's present by reading only
         the rows of the subjects ``touched`` names (and the profiles' descriptions, a few rows): equal to
         ``cpas_policy``. None when it would not be: the store's version is not ``touched.version`` (another
@@ -386,13 +467,18 @@ class Store:
             rows = self._s.execute(_USERS_OF, {"cpas": cpas, "users": ids[start : start + 500]})
             users.update((str(u), bool(a)) for u, a in rows)
         descriptions = self._s.execute(_DESCRIPTIONS, {"cpas": cpas}).all()
-        return old.with_changes(int(version), links, users, {pid: (fr, nl) for pid, fr, nl in descriptions})
+        found = self.terms_of(cpas, ids)
+        terms: dict[str, dict[int, Term] | None] = {user: found.get(user) for user in ids}
+        return old.with_changes(int(version), links, users, {pid: (fr, nl) for pid, fr, nl in descriptions},
+                                terms, old.at if at is None else at)
 
     def _touch(self, cpas: str, *subjects: str) -> None:
         _written(self._s).subjects.setdefault(cpas, set()).update(subjects)
 
-    def policy_lines(self, cpas: str) -> list[tuple[str, ...]]:
-        """The CPAS's policy as Casbin lines: the global p lines, then its g lines."""
+    def policy_lines(self, cpas: str, at: datetime | None = None) -> list[tuple[str, ...]]:
+        """The CPAS's policy as Casbin lines at ``at`` (None: now): the global p lines, then its g lines,
+        without the assignments out of their term then (stock Casbin knows no terms: the export is what
+        holds at its instant)."""
         p_rows = self._s.execute(
             select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v2, CasbinRule.v3)
             .where(CasbinRule.ptype == "p")
@@ -406,7 +492,11 @@ class Store:
         # inactive means denied: an inactive user's links (there should be none) are not part of the policy
         inactive = {user_subject(u) for u in self._s.scalars(
             select(User.user).where(User.cpas_id == cpas, User.active.is_(False)))}
-        return [("p", *map(str, r)) for r in p_rows] + [("g", *map(str, r)) for r in g_rows if r[0] not in inactive]
+        instant = aware(at or utcnow()).timestamp()
+        out_of_term = {(user_subject(user), profile_role(pid)) for user, by_profile in self.terms_of(cpas).items()
+                       for pid, term in by_profile.items() if not term.holds(instant)}
+        return [("p", *map(str, r)) for r in p_rows] + [
+            ("g", *map(str, r)) for r in g_rows if r[0] not in inactive and (str(r[0]), str(r[1])) not in out_of_term]
 
     # -- audit ------------------------------------------------------------------------------------
     def audit(self, cpas: str | None, actor: str, action: str, target: str, before: Any, after: Any) -> None:
@@ -577,7 +667,7 @@ class Store:
         by the session's ``before_commit``: every write path, in its own transaction). A CPAS written in a way
         that names no subject (new, bulk rows) gets a snapshot; a catalog change, every CPAS's new version."""
         written = _written(self._s)
-        named = set(written.version) | set(written.subjects) | written.descriptions
+        named = set(written.version) | set(written.subjects) | written.descriptions | set(written.terms)
         named |= {c for c in written.doubtful if c is not None}
         if None in written.doubtful:
             named |= set(self._s.scalars(select(Cpas.id)))
@@ -606,9 +696,14 @@ class Store:
             rows.extend({**event, "kind": "links", "subject": subject, "payload": sorted(parents)}
                         for subject, parents in links.items())
             rows.extend({**event, "kind": "user", "subject": user, "payload": active} for user, active in users.items())
+            if cpas in written.terms:
+                changed = sorted(written.terms[cpas])
+                found = self.terms_of(cpas, changed)
+                rows.extend({**event, "kind": "terms", "subject": user_subject(user),
+                             "payload": _terms_json(found.get(user, {}))} for user in changed)
             if cpas in written.descriptions:
                 rows.append({**event, "kind": "descriptions", "subject": None, "payload": self._descriptions_now(cpas)})
-            if not subjects and cpas not in written.descriptions:
+            if not subjects and cpas not in written.descriptions and cpas not in written.terms:
                 rows.append({**event, "kind": "version", "subject": None, "payload": None})
         for start in range(0, len(rows), 5000):
             self._s.execute(insert(PolicyEvent), rows[start:start + 5000])
@@ -640,7 +735,8 @@ class Store:
             links.setdefault(str(child), []).append(str(parent))
         users = {str(u): bool(a) for u, a in self._s.execute(_USERS_ALL, {"cpas": cpas})}
         return {"links": {k: sorted(v) for k, v in links.items()}, "users": users,
-                "descriptions": self._descriptions_now(cpas)}
+                "descriptions": self._descriptions_now(cpas),
+                "terms": {user: _terms_json(t) for user, t in self.terms_of(cpas).items()}}
 
     def history_state(self, cpas: str, at: datetime) -> HistoryState | None:
         """The CPAS's policy rows as they were at ``at`` (included): the latest snapshot at or before it with
@@ -657,6 +753,7 @@ class Store:
         links = {str(k): list(v) for k, v in payload["links"].items()}
         users = {str(k): bool(v) for k, v in payload["users"].items()}
         descriptions = {str(k): list(v) for k, v in payload["descriptions"].items()}
+        terms = {str(k): dict(v) for k, v in (payload.get("terms") or {}).items()}  # none before migration 0008
         # a row at the snapshot's own instant is already in it (a purge's snapshot): applied again, it changes nothing
         for kind, subject, value, row_version in self._s.execute(
             select(PolicyEvent.kind, PolicyEvent.subject, PolicyEvent.payload, PolicyEvent.version)
@@ -677,7 +774,13 @@ class Store:
                     users[str(subject)] = bool(value)
             elif kind == "descriptions":
                 descriptions = {str(k): list(v) for k, v in value.items()}
-        return HistoryState(int(version), links, users, descriptions)
+            elif kind == "terms":
+                user = str(subject)[len(USER):]
+                if value:
+                    terms[user] = dict(value)
+                else:
+                    terms.pop(user, None)
+        return HistoryState(int(version), links, users, descriptions, terms)
 
     def cpas_policy_at(self, cpas: str, rules: Rules, at: datetime) -> CpasPolicy | None:
         """The CPAS's policy as it was at ``at`` (with today's catalog rules); None: no history then."""
@@ -686,7 +789,8 @@ class Store:
             return None
         return CpasPolicy(cpas, state.version, rules,
                           ((child, parent) for child, parents in state.links.items() for parent in parents),
-                          state.users, {int(k): (v[0], v[1]) for k, v in state.descriptions.items()})
+                          state.users, {int(k): (v[0], v[1]) for k, v in state.descriptions.items()},
+                          {user: _terms_from_json(t) for user, t in state.terms.items()}, _aware(at).timestamp())
 
     def history_since(self, cpas: str) -> datetime | None:
         """The first instant the CPAS's history can answer for (its oldest snapshot), or None."""
@@ -706,7 +810,8 @@ class Store:
             if state is not None:
                 self._s.execute(insert(PolicyEvent), [{
                     "cpas_id": cpas, "at": before, "version": state.version, "kind": "snapshot", "subject": None,
-                    "payload": {"links": state.links, "users": state.users, "descriptions": state.descriptions}}])
+                    "payload": {"links": state.links, "users": state.users, "descriptions": state.descriptions,
+                                "terms": state.terms}}])
             result = self._s.execute(delete(PolicyEvent).where(PolicyEvent.cpas_id == cpas, PolicyEvent.at < before))
             deleted += int(getattr(result, "rowcount", 0) or 0)
         return deleted
@@ -724,6 +829,63 @@ class Store:
         rows = [_g(child, parent, cpas) for child, parent in links]
         for start in range(0, len(rows), 20_000):
             self._s.execute(insert(CasbinRule), rows[start : start + 20_000])
+
+    # -- access reviews (migration 0009) ------------------------------------------------------------
+    def active_users(self, cpas: str) -> list[User]:
+        """The CPAS's active users, by name then user id."""
+        query = select(User).where(User.cpas_id == cpas, User.active.is_(True)).order_by(User.name, User.user)
+        return list(self._s.scalars(query))
+
+    def add_review(self, review: Review, items: Iterable[ReviewItem]) -> Review:
+        self._s.add(review)
+        self._s.flush()  # its id
+        for item in items:
+            item.review_id = review.id
+            self._s.add(item)
+        self._s.flush()
+        return review
+
+    def get_review(self, cpas: str, review_id: int) -> Review | None:
+        review = self._s.get(Review, review_id)
+        return review if review is not None and review.cpas_id == cpas else None
+
+    def open_review(self, cpas: str) -> Review | None:
+        return self._s.scalar(select(Review).where(Review.cpas_id == cpas, Review.closed_at.is_(None)))
+
+    def reviews(self, cpas: str) -> list[Review]:
+        """The CPAS's reviews, newest first."""
+        return list(self._s.scalars(select(Review).where(Review.cpas_id == cpas).order_by(Review.id.desc())))
+
+    def review_counts(self, review_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """Review id -> (items, decided items)."""
+        ids = list(review_ids)
+        if not ids:
+            return {}
+        decided = func.count(ReviewItem.decision)  # counts the non-null decisions
+        rows = self._s.execute(select(ReviewItem.review_id, func.count(), decided)
+                               .where(ReviewItem.review_id.in_(ids)).group_by(ReviewItem.review_id))
+        return {int(r): (int(total), int(done)) for r, total, done in rows}
+
+    def review_items(self, review_id: int) -> list[ReviewItem]:
+        """By name then user id."""
+        query = select(ReviewItem).where(ReviewItem.review_id == review_id).order_by(ReviewItem.name, ReviewItem.user)
+        return list(self._s.scalars(query))
+
+    def review_item(self, review_id: int, user: str) -> ReviewItem | None:
+        return self._s.scalar(select(ReviewItem).where(ReviewItem.review_id == review_id, ReviewItem.user == user))
+
+    def last_closed_reviews(self, cpas_ids: Iterable[str] | None) -> dict[str, datetime]:
+        """CPAS -> when its latest review was closed (CPAS without a closed review left out)."""
+        query = select(Review.cpas_id, func.max(Review.closed_at)).where(Review.closed_at.is_not(None))
+        if cpas_ids is not None:
+            query = query.where(Review.cpas_id.in_(list(cpas_ids)))
+        return {str(c): _aware(at) for c, at in self._s.execute(query.group_by(Review.cpas_id)) if at is not None}
+
+    def open_reviews(self, cpas_ids: Iterable[str] | None) -> list[Review]:
+        query = select(Review).where(Review.closed_at.is_(None))
+        if cpas_ids is not None:
+            query = query.where(Review.cpas_id.in_(list(cpas_ids)))
+        return list(self._s.scalars(query))
 
 
 # the statements of Store.cpas_policy_after, built once (a change's rebuild is a few small reads)
@@ -753,6 +915,20 @@ class HistoryState:
     links: dict[str, list[str]]
     users: dict[str, bool]
     descriptions: dict[str, list[str | None]]
+    terms: dict[str, dict[str, list[str | None]]] = field(default_factory=dict)  # user -> profile id -> bounds
+
+
+def _terms_json(terms: dict[int, Term]) -> dict[str, list[str | None]]:
+    """A user's terms as the history keeps them: profile id (as text) -> [valid_from, valid_until] in ISO."""
+    return {str(pid): [None if t.valid_from is None else iso(t.valid_from),
+                       None if t.valid_until is None else iso(t.valid_until)] for pid, t in sorted(terms.items())}
+
+
+def _terms_from_json(terms: dict[str, list[str | None]]) -> dict[int, Term]:
+    def instant(text: str | None) -> datetime | None:
+        return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    return {int(pid): Term.of(instant(bounds[0]), instant(bounds[1])) for pid, bounds in terms.items()}
 
 
 def _aware(moment: datetime) -> datetime:
@@ -771,6 +947,7 @@ class _Written:
     subjects: dict[str, set[str]] = field(default_factory=dict)
     doubtful: set[str | None] = field(default_factory=set)
     descriptions: set[str] = field(default_factory=set)  # CPAS whose profiles were added, deleted or renamed
+    terms: dict[str, set[str]] = field(default_factory=dict)  # CPAS -> users whose assignment terms were written
 
 
 def _written(session: Session) -> _Written:

@@ -79,6 +79,8 @@ def dataset(cpas: int) -> str:
                                                                       None if cpas == 580 else cpas, 1))
         database.dispose()
         tmp.rename(path)
+    else:  # made by an older revision: bring its schema up to this one's (a no-op when it is)
+        init_db(load_settings({"database_url": url}))
     return url
 
 

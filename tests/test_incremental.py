@@ -159,9 +159,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     builds: list[str] = []
     full_build = Store.cpas_policy
 
-    def counted(store: Store, cpas: str, rules: Rules) -> CpasPolicy | None:
+    def counted(store: Store, cpas: str, rules: Rules, at: float | None = None) -> CpasPolicy | None:
         builds.append(cpas)
-        return full_build(store, cpas, rules)
+        return full_build(store, cpas, rules, at)
 
     monkeypatch.setattr(Store, "cpas_policy", counted)
     service.sync()
@@ -301,9 +301,9 @@ def test_a_change_reads_only_what_it_touched(world: Any) -> None:
     after_reads = []
     original = Store.cpas_policy_after
 
-    def spy(store: Store, policy: CpasPolicy, touched: Any) -> CpasPolicy | None:
+    def spy(store: Store, policy: CpasPolicy, touched: Any, at: float | None = None) -> CpasPolicy | None:
         after_reads.append(sorted(touched.subjects))
-        return original(store, policy, touched)
+        return original(store, policy, touched, at)
 
     builds.clear()
     Store.cpas_policy_after = spy  # type: ignore[method-assign]

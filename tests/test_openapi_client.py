@@ -17,9 +17,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import attrs
 import pytest
@@ -330,8 +332,56 @@ def test_every_operation_through_the_generated_client(call: Caller, client_packa
     assert f"g, user:{MARIE}, profile:" in csv.parsed
     assert "authz_decisions_total" in call("operations.metrics", 200).parsed
 
+    _call_reviews(call, m, cpas)
     _call_authzen(call, m, cpas)
     assert call.operations() - call.called == set()  # a new operation needs its call here
+
+
+def _call_reviews(call: Caller, m: Callable[[str], Any], cpas: str) -> None:
+    """The access reviews (issue 14), on the real clock: start, decide every user, close, the overview."""
+    today = datetime.now(UTC).astimezone(ZoneInfo("Europe/Brussels")).date()
+    due = today + timedelta(days=30)
+    assert call("administration.list_reviews", 200, cpas=cpas).parsed == []
+    dry = call("administration.start_review", 200, cpas=cpas, dry_run=True, body=m("ReviewStart")(due=due)).parsed
+    assert isinstance(dry, m("DryRunResponse")) and dry.impact.users == []
+    past = call("administration.start_review", 400, cpas=cpas, body=m("ReviewStart")(due=today - timedelta(days=1)))
+    assert past.parsed.error.code == "invalid_request"
+    review = call("administration.start_review", 201, cpas=cpas, body=m("ReviewStart")(due=due)).parsed
+    assert (review.due, review.closed, review.progress) == (due, False, 0) and len(review.items) == review.total
+    again = call("administration.start_review", 409, cpas=cpas, body=m("ReviewStart")(due=due)).parsed
+    assert again.error.code == "review_open"
+    got = call("administration.get_review", 200, cpas=cpas, review_id=review.id).parsed
+    assert [i.user for i in got.items] == [i.user for i in review.items]
+    assert call("administration.get_review", 404, cpas=cpas, review_id=2**31 - 1).parsed.error.code == "review_unknown"
+    marie = next(i for i in got.items if i.user == MARIE)
+    assert marie.assignments and marie.decision is None
+    until = today + timedelta(days=90)
+    decided = call("administration.decide_review_item", 200, cpas=cpas, review_id=review.id, user=MARIE,
+                   body=m("ReviewDecide")(decision="keep_until", until=until, comment="remplacement"))
+    assert (decided.parsed.item.decision, decided.parsed.item.until) == ("keep_until", until)
+    assert int(decided.headers["X-Policy-Version"]) == decided.parsed.policy_version
+    other = next(i.user for i in got.items if i.user != MARIE and i.assignments)
+    preview = call("administration.decide_review_item", 200, cpas=cpas, review_id=review.id, user=other,
+                   dry_run=True, body=m("ReviewDecide")(decision="revoke")).parsed
+    assert isinstance(preview, m("DryRunResponse")) and [u.user for u in preview.impact.users] == [other]
+    final = call("administration.decide_review_item", 409, cpas=cpas, review_id=review.id, user=MARIE,
+                 body=m("ReviewDecide")(decision="keep")).parsed
+    assert final.error.code == "review_item_decided"
+    assert call("administration.decide_review_item", 404, cpas=cpas, review_id=review.id, user=MICHEL,
+                body=m("ReviewDecide")(decision="keep")).parsed.error.code == "review_item_unknown"
+    assert call("administration.close_review", 409, cpas=cpas, review_id=review.id).parsed.error.code == (
+        "review_undecided")
+    for item in got.items:
+        if item.user != MARIE:
+            call("administration.decide_review_item", 200, cpas=cpas, review_id=review.id, user=item.user,
+                 body=m("ReviewDecide")(decision="keep"))
+    assert isinstance(call("administration.close_review", 200, cpas=cpas, review_id=review.id, dry_run=True).parsed,
+                      m("DryRunResponse"))
+    closed = call("administration.close_review", 200, cpas=cpas, review_id=review.id).parsed
+    assert (closed.closed, closed.closed_by, closed.progress) == (True, "key:openapi", 100)
+    assert [r.id for r in call("administration.list_reviews", 200, cpas=cpas).parsed] == [review.id]
+    rows = {row.cpas: row for row in call("administration.reviews_overview", 200).parsed}
+    assert rows[cpas].overdue is False and rows[cpas].open_review is None and rows[cpas].last_closed_at
 
 
 def _call_authzen(call: Caller, m: Callable[[str], Any], cpas: str) -> None:

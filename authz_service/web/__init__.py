@@ -75,6 +75,7 @@ def init_app(app: Flask, service: Service, overrides: Mapping[str, Any] | None =
     Babel(app, locale_selector=select_locale, default_locale="fr",
           default_translation_directories=str(prepare_translations()), default_timezone="Europe/Brussels")
 
+    from . import reviews  # noqa: F401  (the access review pages join the blueprint)
     from .views import bp, csrf
 
     csrf.init_app(app)

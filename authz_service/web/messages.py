@@ -18,10 +18,19 @@ from ..errors import (
     Forbidden,
     InclusionCycle,
     InclusionTooDeep,
+    InvalidTerm,
     NotFound,
     ProfileAssigned,
     ProfileIncluded,
     ProfileMissing,
+    ReviewClosed,
+    ReviewDateInvalid,
+    ReviewDecisionUnknown,
+    ReviewItemDecided,
+    ReviewItemUnknown,
+    ReviewOpen,
+    ReviewUndecided,
+    ReviewUnknown,
     ServiceError,
     StaleVersion,
     Unavailable,
@@ -42,6 +51,10 @@ ACTIONS = {
     "cpas.create": _l("CPAS created"),
     "admin.locked": _l("Admin account locked (too many wrong passwords)"),
     "admin.unlocked": _l("Admin account unlocked"),
+    "review.start": _l("Access review started"),
+    "review.decide": _l("Access review decision"),
+    "review.close": _l("Access review closed and signed off"),
+    "assignment.expired": _l("Assignment ended"),
 }
 
 
@@ -63,6 +76,17 @@ def _details(err: ServiceError) -> dict[str, Any]:
 # Each refusal's sentence in the reader's language, by class: the first class the error is an instance of
 # wins, so a subclass comes before its parent. The JSON API's table (class -> status, code) is errors.py.
 MESSAGES: tuple[tuple[type[ServiceError], Callable[[Any], str]], ...] = (
+    # access reviews (web/reviews.py)
+    (ReviewUnknown, lambda err: _("This access review does not exist (any more) in this CPAS.")),
+    (ReviewItemUnknown, lambda err: _("This user is not part of this access review.")),
+    (ReviewClosed, lambda err: _("This access review is closed: it can no longer be changed.")),
+    (ReviewOpen, lambda err: _(
+        "An access review of this CPAS is already open: finish it before starting another.")),
+    (ReviewUndecided, lambda err: _(
+        "The review cannot be closed: a decision is still missing for some users.")),
+    (ReviewItemDecided, lambda err: _("A decision was already recorded for this user.")),
+    (ReviewDateInvalid, lambda err: review_date_message(err.problem)),
+    (ReviewDecisionUnknown, lambda err: _("Choose a decision.")),
     (ProfileIncluded, lambda err: _(
         "The profile you want to delete is included in other profiles. Please remove it from them first.")),
     (ProfileAssigned, lambda err: in_use_message()),
@@ -72,6 +96,7 @@ MESSAGES: tuple[tuple[type[ServiceError], Callable[[Any], str]], ...] = (
                                          description=_details(err).get("description", ""))),
     (StaleVersion, lambda err: stale_message()),
     (UserInactive, lambda err: _("This user is inactive: reactivate them before assigning profiles.")),
+    (InvalidTerm, lambda err: _("The end date is before the start date.")),
     (Conflict, lambda err: _("This change conflicts with another one. Reload the page and try again.")),
     (UnknownFunction, lambda err: _("Unknown function(s): %(codes)s.",
                                     codes=", ".join(_details(err).get("unknown", [])))),
@@ -88,6 +113,17 @@ MESSAGES: tuple[tuple[type[ServiceError], Callable[[Any], str]], ...] = (
         "Some chosen actions have no checkbox of their own; choose the function that covers them.")),
     (DescriptionMissing, lambda err: _("Give a French or a Dutch description (or both).")),
 )
+
+
+def review_date_message(problem: str) -> str:
+    """A review date refused by the use case (``ReviewDateInvalid.problem``)."""
+    if problem == "due":
+        return _("The due date cannot be in the past.")
+    if problem == "until":
+        return _("Give a date after today until which the access is kept.")
+    if problem == "until_unexpected":
+        return _("Only “keep until a date” takes a date.")
+    return _("This date is out of range.")
 
 
 def error_message(err: ServiceError) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from flask import (
@@ -38,9 +38,10 @@ from werkzeug.exceptions import HTTPException
 
 from .. import reads
 from ..admin import Admin
-from ..errors import HistoryUnavailable, ServiceError, StaleVersion
+from ..errors import HistoryUnavailable, InvalidTerm, ServiceError, StaleVersion
 from ..service import Previewed, Service
 from ..store import Store
+from ..terms import Term, brussels_day
 from . import holders, trail
 from .auth import (
     LANGS,
@@ -53,9 +54,20 @@ from .auth import (
     start_session,
     web_settings,
 )
-from .forms import AccessAtForm, ActionForm, AuditFilterForm, LoginForm, ProfileForm
+from .forms import (
+    FROM_FIELD,
+    UNTIL_FIELD,
+    AccessAtForm,
+    ActionForm,
+    AuditFilterForm,
+    LoginForm,
+    ProfileForm,
+    TermFields,
+    assignment_terms,
+)
 from .i18n import SESSION_LANG
 from .messages import action_label, error_message
+from .periods import TermNote, first_day, last_day, term_note
 from .preview import ImpactView, impact_view
 from .tree import (
     Draft,
@@ -78,6 +90,7 @@ PUBLIC = frozenset({"web.login", "web.static", "web.set_language"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSV_LIMIT = 100_000
 SESSION_CPAS = "cpas"
+ENDING_DAYS = 30  # the list of assignments ending soon looks this many days ahead
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -140,12 +153,14 @@ def impact_or_none(use_case: Callable[Concatenate[Admin, P], T], *args: P.args,
         return None
 
 
-def preview_page(cpas: str, heading: str, previewed: Previewed[Any], fields: list[tuple[str, str]]) -> str:
+def preview_page(cpas: str, heading: str, previewed: Previewed[Any], fields: list[tuple[str, str]], *,
+                 assigned: list[tuple[str, Term | None]] | None = None) -> str:
     """The preview step: what the change would do, the form's ``fields`` kept as hidden inputs, a button back
-    to the form (``action=edit``: the form again, as it was sent) and one that confirms."""
+    to the form (``action=edit``: the form again, as it was sent) and one that confirms. ``assigned``: for an
+    assignment, the user's profiles after it, each with its term."""
     info, _nothing = cpas_page(cpas, lambda store: None)
     return render_template("web/preview.html", info=info, form=ActionForm(), heading=heading, fields=fields,
-                           impact=impact_view(svc().catalog, previewed.impact, lang()))
+                           impact=impact_view(svc().catalog, previewed.impact, lang()), assigned=assigned)
 
 
 def see_other(endpoint: str, **values: Any) -> Response:
@@ -201,6 +216,15 @@ def _headers(response: Response) -> Response:
 def _context() -> dict[str, Any]:
     return {"identity": g.get("identity"), "current_cpas": g.get("cpas"), "lang": lang, "langs": LANGS,
             "session_ready": bool(current_app.secret_key)}
+
+
+@bp.app_template_global("term_note")
+def _term_note(term: Term | None) -> TermNote | None:
+    """What a page says of an assignment's term ("jusqu'au 31/01/2027 inclus", "terminée le ..."), as of the
+    service's instant (one per request)."""
+    if "now" not in g:
+        g.now = svc().now()
+    return term_note(term, g.now)
 
 
 @bp.app_template_global()
@@ -331,13 +355,19 @@ def home(cpas: str) -> str:
     page = int_arg("page")
     per_page = web_settings().per_page
     reader = lang()
-    info, (profiles, users, inactive) = cpas_page(cpas, lambda store: (
+    from .reviews import home_review_status  # (reviews imports this module: its routes join the blueprint)
+
+    now = svc().now()
+    info, (profiles, users, inactive, review_status, ending_soon) = cpas_page(cpas, lambda store: (
         reads.profile_rows(store, cpas, reader),
         reads.users_page(store, cpas, reader, active=True, page=page, per_page=per_page, q=q),
         reads.inactive_count(store, cpas),
+        home_review_status(store, cpas),
+        len(reads.ending_assignments(store, cpas, now, ENDING_DAYS, reader)),
     ))
     return render_template("web/home.html", info=info, profiles=profiles, users=users, q=q, inactive=inactive,
-                           form=ActionForm())
+                           form=ActionForm(), review_status=review_status, ending_soon=ending_soon,
+                           ending_days=ENDING_DAYS)
 
 
 @bp.get("/cpas/<cpas>/users/inactive")
@@ -507,8 +537,10 @@ def profile_edit(cpas: str, profile_id: int) -> Any:
 def profile_print(cpas: str, profile_id: int) -> str:
     catalog = svc().catalog
     reader = lang()
-    info, printed = cpas_page(cpas, lambda s: reads.profile_print(s, catalog, cpas, profile_id, reader))
+    info, (printed, terms) = cpas_page(cpas, lambda s: (reads.profile_print(s, catalog, cpas, profile_id, reader),
+                                                        reads.profile_terms(s, cpas, profile_id)))
     return render_template("web/profile_print.html", info=info, profile=printed.profile, users=printed.profile.users,
+                           terms=terms,
                            included=printed.included, tree=build_tree(catalog, reader, printed.grants),
                            count=len(printed.grants), own=len(printed.profile.functions))
 
@@ -537,8 +569,9 @@ def profile_delete(cpas: str, profile_id: int) -> Any:
 # -- users -----------------------------------------------------------------------------------------------
 @bp.route("/cpas/<cpas>/users/<user>/profiles", methods=["GET", "POST"])
 def assign(cpas: str, user: str) -> Any:
-    """GET: the profiles to tick. POST: what the assignment would do (the preview step), the form again
-    (``action=edit``, back from the preview, the profiles ticked kept), or, confirmed, the assignment."""
+    """GET: the profiles to tick, each with its optional dates (from, until and including). POST: what the
+    assignment would do (the preview step), the form again (``action=edit``, back from the preview, or dates
+    refused, with everything sent kept), or, confirmed, the assignment."""
     if request.method == "GET":
         return _assign_page(cpas, user, None)
     may(cpas)
@@ -546,16 +579,29 @@ def assign(cpas: str, user: str) -> Any:
         ids = sorted({int(v) for v in request.form.getlist("profiles")})
     except ValueError:
         abort(400)
-    if request.form.get("action") == "edit":
-        return _assign_page(cpas, user, set(ids))
     try:
+        held = svc().read(lambda s: reads.user_detail(s, cpas, user).terms)
+        fields, items, valid = assignment_terms(request.form, ids, brussels_day(svc().now()), held)
+        if request.form.get("action") == "edit":
+            return _assign_page(cpas, user, set(ids), fields)
+        if not valid:
+            return _assign_page(cpas, user, set(ids), fields), 400
         if not confirmed():
-            previewed = preview(Admin.set_user_profiles, cpas, user, ids)
+            previewed = preview(Admin.set_user_profiles, cpas, user, items)
             back = safe_next(request.form.get("back"), url_for("web.home", cpas=cpas))
-            fields = [*(("profiles", str(pid)) for pid in ids), ("back", back)]
+            dates = [(f"{prefix}{pid}", value) for pid in ids
+                     for prefix, value in ((FROM_FIELD, fields[pid].valid_from), (UNTIL_FIELD, fields[pid].valid_until))
+                     if value]
+            hidden = [*(("profiles", str(pid)) for pid in ids), *dates, ("back", back)]
             heading = _("Assign profiles to %(name)s", name=previewed.value.name or previewed.value.user)
-            return preview_page(cpas, heading, previewed, fields)
-        saved = change(Admin.set_user_profiles, cpas, user, ids)
+            after = previewed.value
+            return preview_page(cpas, heading, previewed, hidden,
+                                assigned=[(p.description, after.terms.get(p.id)) for p in
+                                          sorted(after.profiles, key=lambda p: p.description.casefold())])
+        saved = change(Admin.set_user_profiles, cpas, user, items)
+    except InvalidTerm:  # the form refuses it first (an end before the start): never reached from the page
+        flash(_("The end date is before the start date."), "error")
+        return back_to_list(cpas)
     except ServiceError as err:
         flash(error_message(err), "error")
         return back_to_list(cpas)
@@ -563,15 +609,33 @@ def assign(cpas: str, user: str) -> Any:
     return back_to_list(cpas)
 
 
-def _assign_page(cpas: str, user: str, ticked: set[int] | None) -> str:
-    """The assignment form; ``ticked`` None: the profiles the user holds."""
+def _assign_page(cpas: str, user: str, ticked: set[int] | None, fields: dict[int, TermFields] | None = None) -> str:
+    """The assignment form; ``ticked`` None: the profiles the user holds, with the dates of their terms."""
     reader = lang()
     info, (row, profiles) = cpas_page(cpas, lambda s: (reads.user_detail(s, cpas, user, reader),
                                                        reads.profile_rows(s, cpas, reader)))
+    if fields is None:
+        fields = {pid: TermFields(_iso(first_day(term)), _iso(last_day(term))) for pid, term in row.terms.items()}
     return render_template("web/assign.html", info=info, form=ActionForm(), user=row, profiles=profiles,
                            assigned={p.id for p in row.profiles} if ticked is None else ticked,
-                           unsaved=ticked is not None,
+                           unsaved=ticked is not None, dates=fields, held=row.terms,
+                           errors=any(f.errors for f in fields.values()),
                            back=safe_next(request.values.get("back"), url_for("web.home", cpas=cpas)))
+
+
+def _iso(day: date | None) -> str:
+    return "" if day is None else day.isoformat()
+
+
+@bp.get("/cpas/<cpas>/assignments/ending")
+def ending(cpas: str) -> str:
+    """The active users' assignments whose term ends within ENDING_DAYS days, soonest first, each with a link
+    to its user's "Affecter les profils"."""
+    reader = lang()
+    now = svc().now()
+    info, rows = cpas_page(cpas, lambda s: reads.ending_assignments(s, cpas, now, ENDING_DAYS, reader))
+    return render_template("web/ending.html", info=info, days=ENDING_DAYS,
+                           rows=[(r, last_day(Term.of(None, r.valid_until))) for r in rows])
 
 
 def _access_page(cpas: str, user_id: str, *, mine: bool) -> str:
@@ -579,7 +643,9 @@ def _access_page(cpas: str, user_id: str, *, mine: bool) -> str:
     may(cpas, manage=not mine)
     catalog = svc().catalog
     reader = lang()
-    view = svc().policy(cpas).view(user_id)
+    policy = svc().policy(cpas)
+    view = policy.view(user_id)
+    terms = policy.terms_of(user_id)  # the terms of its assignments, in force or not
 
     def run(store: Store) -> tuple[str, list[reads.ProfileAccess]]:
         name = identity().name if mine else (lambda u: u.name or u.user)(reads.user_detail(store, cpas, user_id))
@@ -588,8 +654,12 @@ def _access_page(cpas: str, user_id: str, *, mine: bool) -> str:
     info, (name, profiles) = cpas_page(cpas, run, manage=not mine)
     sections = [(p, build_tree(catalog, reader, p.functions, prune=True, effective=view.functions)) for p in profiles]
     effective = len({c for c in view.functions if c in catalog and catalog.functions[c].selectable})
+    # assigned but out of their term now (ended, or not begun): they grant nothing, so have no section
+    dormant = sorted(((policy.description(pid, reader), term) for pid, term in terms.items()
+                      if pid not in view.profiles and view.active), key=lambda d: d[0].casefold())
     return render_template("web/access.html", info=info, name=name, sections=sections, mine=mine,
-                           effective=effective, active=view.active or not view.known, known=view.known)
+                           effective=effective, active=view.active or not view.known, known=view.known,
+                           terms=terms, dormant=dormant)
 
 
 @bp.get("/cpas/<cpas>/users/<user>/print")

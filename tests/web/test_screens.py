@@ -82,6 +82,7 @@ def site(web_template_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
            "long": by_name[LONG_FR]}
     with service.admin("test") as admin:
         admin.set_user_profiles(cpas, LUC, [ids["long"]])
+    ids.update(_reviews(service, cpas))
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="screens-server", daemon=True)
@@ -97,6 +98,23 @@ def site(web_template_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         thread.join(timeout=10)
         server.server_close()
         service.close()
+
+
+def _reviews(service: Any, cpas: str) -> dict[str, int]:
+    """Access reviews (issue 14): one signed off, and one open with a user decided."""
+    from datetime import timedelta
+
+    from authz_service import reads
+
+    due = service.now().astimezone(reads.local_zone()).date() + timedelta(days=30)
+    with service.admin("test") as admin:
+        closed = admin.start_review(cpas, due).summary.id
+        for item in reads.review_detail(admin.store, cpas, closed).items:
+            admin.decide_review_item(cpas, closed, item.user, "keep", None, "Toujours en fonction")
+        admin.close_review(cpas, closed)
+        opened = admin.start_review(cpas, due).summary.id
+        admin.decide_review_item(cpas, opened, MARIE, "keep", None, LONG_FR)  # a long comment wraps
+    return {"review_closed": closed, "review_open": opened}
 
 
 @pytest.fixture(scope="module", params=["fr", "nl"])
@@ -199,7 +217,15 @@ PAGES: list[tuple[str, tuple[int, ...]]] = [
     ("/ui/cpas/{cpas}/users/{marie}/deactivate", (1280,)),
     ("/ui/cpas/{cpas}/me", (1280,)),
     ("/ui/cpas/{cpas}/audit", BOTH),
+    ("/ui/cpas/{cpas}/assignments/ending", BOTH),  # time-bound assignments (issue 14)
     ("/ui/cpas/{cpas}/no-such-page", (1280,)),
+    # access reviews (issue 14)
+    ("/ui/cpas/{cpas}/reviews", BOTH),
+    ("/ui/cpas/{cpas}/reviews/{review_open}", BOTH),
+    ("/ui/cpas/{cpas}/reviews/{review_open}/close", (1280,)),
+    ("/ui/cpas/{cpas}/reviews/{review_closed}", ()),
+    ("/ui/cpas/{cpas}/reviews/{review_closed}/print", BOTH),
+    ("/ui/reviews", BOTH),
 ]
 
 
@@ -524,3 +550,78 @@ def test_who_can_use_a_function_and_who_had_access(site: Site, lang: str) -> Non
     head = bytes(first)
     assert head.startswith("\ufeff".encode())
     assert head.decode("utf-8-sig", errors="ignore").splitlines()[0].split(";")[:3] == csv_head
+
+
+# -- time-bound assignments (issue 14): an end date set on "Affecter les profils", the 30-day list ------------
+JULIE, MARC = "89013122245", "65041723170"  # no profile; the built-in profile
+TERMS = {"fr": ("jusqu'au {} inclus", "Cette date de fin est passée", "Profils après la modification",
+                "Affectations qui se terminent dans les 30 jours"),
+         "nl": ("tot en met {}", "Deze einddatum ligt in het verleden", "Profielen na de wijziging",
+                "Toekenningen die binnen 30 dagen aflopen")}
+
+
+def _set_date(driver: Any, selector: str, value: str) -> None:
+    """A date input set as a person's pick would (the picker's keys depend on the browser's locale)."""
+    driver.execute_script("var e = document.querySelector(arguments[0]); e.value = arguments[1];"
+                          "e.dispatchEvent(new Event('input', {bubbles: true}));"
+                          "e.dispatchEvent(new Event('change', {bubbles: true}));", selector, value)
+
+
+def test_an_end_date_set_on_the_assignment_page(site: Site, lang: str) -> None:
+    """Julie gets "Full" until a day three weeks ahead, picked beside the profile: the dates show once the
+    profile is ticked; a past day is refused in the page's language; the preview lists the profiles after the
+    change with their end; confirmed, the list of users and the form show it; the 30-day list shows it with
+    another user's. Each page fits both widths and passes axe."""
+    from datetime import timedelta
+
+    from authz_service.terms import Assignment, brussels_day, end_of
+
+    from .test_browser import body
+
+    driver, service, cpas, full = site.driver, site.service, site.cpas, site.ids["full"]
+    until, refused, after, ending = TERMS[lang]
+    today = brussels_day(service.now())
+    last, other = today + timedelta(days=21), today + timedelta(days=6)
+    service.change("test", Admin.set_user_profiles, cpas, MARC,
+                   [Assignment(site.ids["builtin"], None, end_of(other))])
+    try:
+        driver.get(url(site, f"/ui/cpas/{{cpas}}/users/{JULIE}/profiles"))
+        dates = css(driver, f"[data-term-for='p-{full}']")
+        assert not dates.is_displayed()  # shown once the profile is ticked
+        click(driver, css(driver, f"label[for='p-{full}']"))
+        assert dates.is_displayed()
+        # a day already past: refused, in the page's language, what was chosen kept
+        _set_date(driver, f"#until-{full}", (today - timedelta(days=1)).isoformat())
+        click_and_load(driver, css(driver, "form[data-warn-unsaved] button[type=submit].primary"))
+        assert refused in body(driver)
+        assert css(driver, f"#until-{full}").get_attribute("aria-invalid") == "true"
+        check_screens(driver, lang, "assignment with a refused date", axe=BOTH)
+        _set_date(driver, f"#until-{full}", last.isoformat())
+        click_and_load(driver, css(driver, "form[data-warn-unsaved] button[type=submit].primary"))
+        text = body(driver)
+        assert after in text and until.format(last.strftime("%d/%m/%Y")) in text
+        check_screens(driver, lang, "preview of an assignment with an end date")
+        click_and_load(driver, css(driver, "button[name=confirm]"))
+        assert service.read(lambda s: s.user_terms(cpas, JULIE))[full].valid_until == end_of(last)
+        shown = until.format(last.strftime("%d/%m/%Y"))
+        driver.get(url(site, "/ui/cpas/{cpas}/?q=julie"))
+        assert shown in body(driver)
+        check_screens(driver, lang, "users list with an end date", axe=BOTH)
+        # the form again: the date pre-filled, and said beside the profile
+        driver.get(url(site, f"/ui/cpas/{{cpas}}/users/{JULIE}/profiles"))
+        assert css(driver, f"#until-{full}").get_attribute("value") == last.isoformat()
+        assert shown in body(driver)
+        check_screens(driver, lang, "assignment page with an end date", axe=BOTH)
+        _shot(driver, f"assignment-end-{lang}.png")
+        # the 30-day list, from the users list: soonest first, each with its assignment page
+        driver.get(url(site, "/ui/cpas/{cpas}/"))
+        click_and_load(driver, css(driver, "a[href$='/assignments/ending']"))
+        assert css(driver, "h1").text == ending
+        names = [e.text for e in driver.find_elements("css selector", "table.ending tbody th")]
+        assert [n.splitlines()[0] for n in names] == ["Marc DEVOS", "Julie SIMON"]
+        assert driver.find_elements("css selector", f"table.ending a[href*='/users/{JULIE}/profiles']")
+        check_screens(driver, lang, "assignments ending within 30 days", axe=BOTH)
+        _shot(driver, f"ending-{lang}.png")
+    finally:  # as it was for the other tests
+        service.change("test", Admin.set_user_profiles, cpas, JULIE, [])
+        service.change("test", Admin.set_user_profiles, cpas, MARC, [site.ids["builtin"]])

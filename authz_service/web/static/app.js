@@ -205,8 +205,21 @@
     });
   }
 
+  // "Affecter les profils": the dates of a profile show while it is ticked (the server ignores the dates of
+  // a profile left unticked; without this script every profile's dates show)
+  function assignmentDates() {
+    document.querySelectorAll("input[data-term-box]").forEach(function (box) {
+      var dates = document.querySelector('[data-term-for="' + box.id + '"]');
+      if (!dates) return;
+      function sync() { dates.hidden = !box.checked && !dates.querySelector("[aria-invalid]"); }
+      box.addEventListener("change", sync);
+      sync();
+    });
+  }
+
   ready(function () {
     printButtons();
+    assignmentDates();
     var form = document.querySelector("form[data-profile-form]");
     if (form) profileForm(form);
     unsavedGuard();  // after profileForm: its first refresh sets the block boxes, which are not changes

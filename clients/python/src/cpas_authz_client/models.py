@@ -58,7 +58,8 @@ class CheckRequest:
 class Explanation:
     """Why a decision came out as it did (asked with ``explain=True``).
 
-    ``reason`` is one of granted, not_granted, missing_prerequisite, user_inactive, unknown_user."""
+    ``reason`` is one of granted, not_granted, missing_prerequisite, user_inactive, unknown_user,
+    assignment_expired, assignment_not_started."""
 
     reason: str
     granted_by: tuple[int, ...] = ()
