@@ -21,8 +21,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     GetJsonSchemaHandler,
+    Tag,
     TypeAdapter,
     WithJsonSchema,
 )
@@ -348,8 +350,18 @@ class TimedProfile(Body):
     valid_until: EndBound | None = None
 
 
+def _assigned_kind(value: object) -> str:
+    return "timed" if isinstance(value, dict | TimedProfile) else "id"
+
+
+# a dict is a TimedProfile and anything else an id, so that a refusal names what was wrong with the item as
+# written (not "should be a valid integer" for an object with a bad date)
+AssignedItem = Annotated[Annotated[Id, Tag("id")] | Annotated[TimedProfile, Tag("timed")],
+                         Discriminator(_assigned_kind)]
+
+
 class UserProfiles(Body):
-    profiles: list[Id | TimedProfile] = Field(max_length=200, description=(
+    profiles: list[AssignedItem] = Field(max_length=200, description=(
         "profile ids (assigned with no end), or {id, valid_from, valid_until} for an assignment that holds "
         "only for a time; the user's profiles become exactly these"))
 
