@@ -57,6 +57,7 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 EXTENSION = "authz.telemetry"  # app.extensions: the app's Telemetry, or None
 REDACTED = "REDACTED"
+LEAN_ROUTE_KEY = "authz.lean_route"  # WSGI environ: the rule and endpoint of a request the lean path takes
 SAFE_PATH_VALUES = frozenset({"cpas", "profile_id", "filename"})  # route variables shown as they are
 VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # a werkzeug rule's <converter:name>
 
@@ -222,12 +223,12 @@ def install(app: Flask, service: Service, *, environ: Mapping[str, str] | None =
 
 
 class ObservedEnforceFastPath(EnforceFastPath):
-    """The lean path, observed: ``POST /enforce`` gets its request id, its log line and (OpenTelemetry
-    on) its server span and HTTP metrics here, then goes to the lean path as ever; anything else goes to
-    Flask (``flask``: instrumented when OpenTelemetry is on). A request the lean path hands over goes to
-    ``app``, Flask without its instrumentation's outer layer, so that its duration is counted once (by
-    the lean span's middleware) and its Flask span is a child of the lean one; Flask sets its header and
-    writes its line."""
+    """The lean path, observed: a request of its routes (``EnforceFastPath.route``) gets its request id,
+    its log line and (OpenTelemetry on) its server span and HTTP metrics here, then goes to the lean path
+    as ever; anything else goes to Flask (``flask``: instrumented when OpenTelemetry is on). A request the
+    lean path hands over goes to ``app``, Flask without its instrumentation's outer layer, so that its
+    duration is counted once (by the lean span's middleware) and its Flask span is a child of the lean one;
+    Flask sets its header and writes its line."""
 
     def __init__(self, app: WSGIApp, service: Service, *, flask: WSGIApp, telemetry: Telemetry | None,
                  access_log: bool) -> None:
@@ -244,8 +245,10 @@ class ObservedEnforceFastPath(EnforceFastPath):
             )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != "/enforce" or environ.get("REQUEST_METHOD") != "POST":
+        route = self.route(environ)
+        if route is None:
             return self.flask(environ, start_response)
+        environ[LEAN_ROUTE_KEY] = route
         return self.entry(environ, start_response)
 
     def _observed(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -256,7 +259,8 @@ class ObservedEnforceFastPath(EnforceFastPath):
         def start(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             nonlocal status
             status = int(line[:3])
-            if not environ.get(logs.LOGGED_KEY):  # Flask, when it answered, set the header itself
+            # Flask, when it answered, set the header itself; so did the lean path echoing AuthZEN's
+            if not environ.get(logs.LOGGED_KEY) and all(name != logs.HEADER for name, _ in headers):
                 headers.append((logs.HEADER, rid))
             return start_response(line, headers, exc_info)
 
@@ -264,20 +268,29 @@ class ObservedEnforceFastPath(EnforceFastPath):
         try:
             body = super().__call__(environ, start)
             if self.access_log and not environ.get(logs.LOGGED_KEY):
-                logs.log_request(environ, status, "/enforce", "decisions.enforce")
+                logs.log_request(environ, status, *environ[LEAN_ROUTE_KEY])
             return body
         finally:
             logs.REQUEST_ID.reset(token)
 
 
 # -- what spans say ---------------------------------------------------------------------------------------
-def _route_enforce(span: Span, _environ: dict[str, Any]) -> None:
+def _route_enforce(span: Span, environ: dict[str, Any]) -> None:
     if span.is_recording():
-        span.set_attribute("http.route", "/enforce")
+        rule = environ[LEAN_ROUTE_KEY][0]
+        span.set_attribute("http.route", rule)
+        span.update_name(f"{environ.get('REQUEST_METHOD', '')} {rule}")  # the rule, never a user's id
 
 
 def _scrub_lean(span: Span, environ: dict[str, Any], _status: str, _headers: Any) -> None:
-    _scrub(span, "/enforce", environ.get("QUERY_STRING", ""), environ)
+    # the rule's variables as _scrub_flask shows them, from the path's segments (the lean path's rules
+    # have one segment per variable)
+    rule, sent = environ[LEAN_ROUTE_KEY][0].split("/"), environ.get("PATH_INFO", "").split("/")
+    path = "/".join(
+        segment if (found := VARIABLE.fullmatch(segment)) is None
+        else value if found[1] in SAFE_PATH_VALUES else REDACTED
+        for segment, value in zip(rule, sent, strict=False))
+    _scrub(span, path, environ.get("QUERY_STRING", ""), environ)
 
 
 def _scrub_flask(span: Span | None, _status: str, _headers: Any) -> None:

@@ -5,10 +5,14 @@ Sections (each can be chosen with --only):
               precomputed sets, stock pycasbin Enforcer and FastEnforcer over the same exported policy
   coldstart   national scale: time to a loaded engine and peak RSS, in a fresh process and as a
               gunicorn worker (time to /readyz 200, worker RSS)
-  http        wrk against gunicorn: /enforce, /enforce/batch (100), user functions 200 and 304, each
-              beside the no-op route /healthz of the same app and beside the floor: a raw WSGI app
-              (floor.py) under the same gunicorn settings, reading the same body and answering as many
-              bytes, driven by the same wrk run right after; the ratios to it
+  http        wrk against gunicorn: /enforce, /enforce/batch (100), user functions 200 and 304, AuthZEN's
+              /access/v1/evaluation, each beside the no-op route /healthz of the same app and beside the
+              floor: a raw WSGI app (floor.py) under the same gunicorn settings, reading the same body and
+              answering as many bytes, driven by the same wrk in turns with the service (5 rounds of 6 s
+              each); the medians, the median of the rounds' ratios to the floor, and the worker CPU time
+              per request of each (/proc), which the machine's other load disturbs least
+  lean        worker CPU per request in-process: each read route as WSGI, the lean path and Flask alone
+              (/enforce, batches of 100 and 1,000, functions 200 and 304, AuthZEN evaluation)
   memory      national scale, `serve --preload` (the default) and `--no-preload`, 1 and 2 workers: PSS and
               USS of the master and each worker (/proc/<pid>/smaps_rollup), what the second worker adds,
               time to ready
@@ -364,17 +368,64 @@ def lua_string(text: str) -> str:
 
 def wrk(base: str, path: str, method: str, key: str, bodies: list[str] | None, extra_header: str = "",
         seconds: int = 6) -> dict[str, float]:
+    runs = [wrk_once(base, path, method, key, bodies, extra_header, seconds) for _ in range(3)]
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def wrk_once(base: str, path: str, method: str, key: str, bodies: list[str] | None, extra_header: str = "",
+             seconds: int = 6) -> dict[str, float]:
     script = WRK_SCRIPT % (
         ", ".join(lua_string(b) for b in (bodies or [""])), lua_string(method), lua_string(path), key, extra_header)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
-    runs = []
-    for _ in range(3):
+    try:
         done = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", handle.name, base],
                               capture_output=True, text=True, check=True)
-        runs.append(parse_wrk(done.stdout))
-    os.unlink(handle.name)
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    finally:
+        os.unlink(handle.name)
+    return parse_wrk(done.stdout)
+
+
+def cpu_seconds(master: int) -> float:
+    """User + system CPU time of the worker processes of a gunicorn master, from /proc."""
+    total = 0
+    for child in Path("/proc").iterdir():
+        if not child.name.isdigit():
+            continue
+        try:
+            fields = (child / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:  # the parent's pid; utime and stime are fields 14 and 15 of stat
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measured(base: str, master: int, path: str, method: str, key: str, bodies: list[str] | None,
+             extra_header: str) -> dict[str, float]:
+    """One wrk run, and the worker CPU time it cost per request (microseconds): what the machine's other
+    load changes least."""
+    before = cpu_seconds(master)
+    out = wrk_once(base, path, method, key, bodies, extra_header)
+    out["cpu_us"] = (cpu_seconds(master) - before) / max(out["requests"], 1) * 1e6
+    return out
+
+
+def beside_floor(server: Any, floor: Any, path: str, method: str, key: str, bodies: list[str] | None,
+                 extra_header: str = "", rounds: int = 5) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """The service and its floor in turns (service, floor, service, floor...), so that whatever else the
+    machine does weighs on both alike: the medians of each (with each round's request rate), and the median
+    of the rounds' ratios."""
+    ours, floors, ratios = [], [], []
+    for _ in range(rounds):
+        ours.append(measured(server.base, server.proc.pid, path, method, key, bodies, extra_header))
+        floors.append(measured(floor.base, floor.proc.pid, path, method, key, bodies, extra_header))
+        ratios.append(ours[-1]["rps"] / floors[-1]["rps"])
+
+    def median(runs: list[dict[str, float]]) -> dict[str, Any]:
+        return {**{k: statistics.median(r[k] for r in runs) for k in runs[0]}, "rounds_rps": [r["rps"] for r in runs]}
+
+    return median(ours), median(floors), statistics.median(ratios)
 
 
 def parse_wrk(text: str) -> dict[str, float]:
@@ -384,10 +435,12 @@ def parse_wrk(text: str) -> dict[str, float]:
                 return float(value[: -len(unit)]) * factor
         return float(value)
 
-    out = {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "non2xx": 0.0}
+    out = {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "non2xx": 0.0, "requests": 0.0}
     for line in text.splitlines():
         parts = line.split()
-        if line.startswith("Requests/sec:"):
+        if " requests in " in line:
+            out["requests"] = float(parts[0])
+        elif line.startswith("Requests/sec:"):
             out["rps"] = float(parts[1])
         elif parts[:1] == ["50%"]:
             out["p50_ms"] = ms(parts[1])
@@ -423,8 +476,12 @@ def http() -> dict[str, Any]:
         with urllib.request.urlopen(request) as answer:
             etag = answer.headers["ETag"]
             functions_size = len(answer.read())
+        # AuthZEN's evaluation: the same decisions in AuthZEN's words
+        evaluations = [json.dumps({"subject": {"type": "user", "id": u}, "action": {"name": f},
+                                   "resource": {"type": "cpas", "id": c}}) for c, u, f in requests]
         sizes = {"/enforce": answer_size(server.base, "/enforce", key, singles[0]),
-                 "/enforce/batch": answer_size(server.base, "/enforce/batch", key, batches[0]), path: functions_size}
+                 "/enforce/batch": answer_size(server.base, "/enforce/batch", key, batches[0]), path: functions_size,
+                 "/access/v1/evaluation": answer_size(server.base, "/access/v1/evaluation", key, evaluations[0])}
         floor = FloorServer(sizes)
         try:
             noop = wrk(server.base, "/healthz", "GET", key, None)
@@ -435,11 +492,12 @@ def http() -> dict[str, Any]:
                 ("batch100", "/enforce/batch", "POST", batches, ""),
                 ("functions_200", path, "GET", None, ""),
                 ("functions_304", path, "GET", None, if_none_match),
+                ("evaluation", "/access/v1/evaluation", "POST", evaluations, ""),
             ):
-                # the service and its floor back to back, for each route: the same wrk, script and bodies
-                results[name] = wrk(server.base, route, method, key, bodies, extra_header=extra)
-                results[f"floor_{name}"] = wrk(floor.base, route, method, key, bodies, extra_header=extra)
-                results[f"{name}_vs_floor"] = results[name]["rps"] / results[f"floor_{name}"]["rps"]
+                # the service and its floor in turns, for each route: the same wrk, script and bodies
+                results[name], results[f"floor_{name}"], results[f"{name}_vs_floor"] = beside_floor(
+                    server, floor, route, method, key, bodies, extra_header=extra)
+                results[f"{name}_cpu_vs_floor"] = results[f"floor_{name}"]["cpu_us"] / results[name]["cpu_us"]
         finally:
             floor.stop()
     finally:
@@ -512,6 +570,83 @@ def cerbos_http(service: Any, requests: list[tuple[str, str, str]]) -> dict[str,
         pdp.stop()
     result["agreed_on"] = len(requests)
     return result
+
+
+# -- the lean path in-process ----------------------------------------------------------------------------
+def lean() -> dict[str, Any]:
+    """Worker CPU per request, without the server: each read route called as WSGI on the app (the lean path
+    in front) and on Flask alone (what the lean path hands over to), national scale, cycling through the
+    same bodies as the HTTP section (200 decisions from 30 CPAS); the median of 7 rounds of the mean
+    microseconds per request."""
+    import io
+
+    from werkzeug.test import EnvironBuilder
+
+    from authz_service import create_app
+
+    url = dataset(580)
+    service = service_for(url)
+    requests = sample_requests(service, 1000, cpas=30)
+    service.close()
+    key = api_key(url)
+    app = create_app({"database_url": url, "access_log": False, "log_level": "WARNING"}, start_polling=False)
+    cpas, user, _ = requests[0]
+    auth = {"Authorization": f"Bearer {key}"}
+
+    def batch(n: int, start: int = 0) -> str:
+        return json.dumps({"requests": [{"id": i, "cpas": c, "user": u, "function": f}
+                                        for i, (c, u, f) in enumerate(requests[start:start + n])]})
+
+    path = f"/cpas/{cpas}/users/{user}/functions"
+    answer: list[Any] = []
+    b"".join(app.wsgi_app(EnvironBuilder(path=path, headers=auth).get_environ(),
+                          lambda status, headers, *_: answer.append(dict(headers))))
+    calls: dict[str, tuple[str, str, list[str | None], dict[str, str]]] = {
+        "enforce": ("POST", "/enforce", [json.dumps({"cpas": c, "user": u, "function": f})
+                                         for c, u, f in requests[:200]], {}),
+        "batch100": ("POST", "/enforce/batch", [batch(100), batch(100, 100)], {}),
+        "batch1000": ("POST", "/enforce/batch", [batch(1000)], {}),
+        "evaluation": ("POST", "/access/v1/evaluation", [json.dumps({
+            "subject": {"type": "user", "id": u}, "action": {"name": f}, "resource": {"type": "cpas", "id": c}})
+            for c, u, f in requests[:200]], {}),
+        "functions_200": ("GET", path, [None], {}),
+        "functions_304": ("GET", path, [None], {"If-None-Match": answer[0]["ETag"]}),
+    }
+    out: dict[str, Any] = {}
+    try:
+        for name, (method, route, bodies, headers) in calls.items():
+            environs = []
+            for body in bodies:
+                data = None if body is None else body.encode()
+                environs.append((data, EnvironBuilder(path=route, method=method, data=data, headers={
+                    **auth, **headers, **({"Content-Type": "application/json"} if data else {})}).get_environ()))
+            row = {}
+            for side, wsgi in (("lean", app.wsgi_app), ("flask", app.wsgi_app.app)):
+                n = 20 if name == "batch1000" else 200
+
+                def once(i: int, wsgi: Any = wsgi, environs: list[Any] = environs) -> None:
+                    data, environ = environs[i % len(environs)]
+                    environ = dict(environ)
+                    if data is not None:
+                        environ["wsgi.input"] = io.BytesIO(data)
+                    for _ in wsgi(environ, lambda status, headers, *_: None):
+                        pass
+
+                for i in range(n):
+                    once(i)
+                means = []
+                for _ in range(7):
+                    start = time.perf_counter()
+                    for i in range(n):
+                        once(i)
+                    means.append((time.perf_counter() - start) / n * 1e6)
+                row[f"{side}_us"] = statistics.median(means)
+            row["speedup"] = row["flask_us"] / row["lean_us"]
+            out[name] = row
+            log(f"  {name}: lean {row['lean_us']:.1f} us, Flask {row['flask_us']:.1f} us per request")
+    finally:
+        app.extensions["authz"].close()
+    return out
 
 
 # -- propagation ----------------------------------------------------------------------------------------
@@ -638,7 +773,7 @@ def table(results: dict[str, Any]) -> str:
                     f"gunicorn worker ready {c['gunicorn_ready_seconds']:.1f} s, {c['gunicorn_worker_rss_mb']:.0f} MB")
     h = results.get("http", {})
     if "noop" in h:
-        for name in ("noop", "enforce", "batch100", "functions_200", "functions_304", "cerbos"):
+        for name in ("noop", "enforce", "batch100", "functions_200", "functions_304", "evaluation", "cerbos"):
             if "rps" not in h.get(name, {}):
                 rows.append(f"http {name}: {h.get(name)}")
                 continue
@@ -648,7 +783,9 @@ def table(results: dict[str, Any]) -> str:
             floor = h.get(f"floor_{name}")
             if floor is not None:
                 line += (f"  | floor {floor['rps']:>7.0f} req/s  p50 {floor['p50_ms']:.2f} ms"
-                         f"  p99 {floor['p99_ms']:.2f} ms  | {h[f'{name}_vs_floor']:.2f}x the floor")
+                         f"  p99 {floor['p99_ms']:.2f} ms  | {h[f'{name}_vs_floor']:.2f}x the floor"
+                         f" | worker CPU {r['cpu_us']:.0f} us/request, floor {floor['cpu_us']:.0f}: "
+                         f"{h[f'{name}_cpu_vs_floor']:.2f}x")
             rows.append(line)
         rows.append(f"http enforce/noop {h['enforce_vs_noop']:.2f}x; "
                     f"enforce/cerbos {h.get('enforce_vs_cerbos', 0):.2f}x; "
@@ -656,7 +793,8 @@ def table(results: dict[str, Any]) -> str:
         if "enforce_vs_floor" in h:
             rows.append(f"http vs floor: enforce {h['enforce_vs_floor']:.2f}x (target 0.90x); functions 304 "
                         f"{h['functions_304_vs_floor']:.2f}x (target 0.85x); batch100 {h['batch100_vs_floor']:.2f}x "
-                        f"(target 0.35x); functions 200 {h['functions_200_vs_floor']:.2f}x")
+                        f"(target 0.35x); functions 200 {h['functions_200_vs_floor']:.2f}x; AuthZEN evaluation "
+                        f"{h['evaluation_vs_floor']:.2f}x")
     elif h:
         rows.append(f"http: {h.get('skipped')}")
     for mode, m in results.get("memory", {}).items():
@@ -667,6 +805,9 @@ def table(results: dict[str, Any]) -> str:
                         f"{run['master']['pss']:.0f} / USS {run['master']['uss']:.0f}; workers {workers} MB; ready "
                         f"{run['ready_s']:.1f} s (all workers {run['all_workers_ready_s']:.1f} s)")
         rows.append(f"memory {mode:<10} the second worker adds {m['second_worker_adds_pss']:.0f} MB PSS (target < 60)")
+    for name, row in results.get("lean", {}).items():
+        rows.append(f"in-process {name:<14} lean {row['lean_us']:8.1f} us  Flask {row['flask_us']:8.1f} us per "
+                    f"request ({row['speedup']:.1f}x)")
     for p in results.get("propagation", {}).values():
         rows.append(f"propagation ({p['carrier']}, {p['changes']} changes): p50 {p['p50_ms']:.0f} ms, "
                     f"p99 {p['p99_ms']:.0f} ms")
@@ -681,7 +822,7 @@ def table(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*",
-                        default=["inprocess", "coldstart", "http", "memory", "propagation", "writes"])
+                        default=["inprocess", "coldstart", "http", "lean", "memory", "propagation", "writes"])
     parser.add_argument("--scales", default="1,50,580")
     args = parser.parse_args()
     results: dict[str, Any] = {
@@ -692,6 +833,7 @@ def main() -> None:
         "inprocess": lambda: inprocess([int(s) for s in args.scales.split(",")]),
         "coldstart": coldstart,
         "http": http,
+        "lean": lean,
         "memory": memory,
         "propagation": propagation,
         "writes": writes,

@@ -186,10 +186,12 @@ def test_spans_for_flask_routes_and_the_lean_path(traced: dict[str, Any], app: A
     user = next(iter(demo["users"]))
     lean = post_json(client, "/enforce", enforce_body(demo), operator.key)
     handed = post_json(client, "/enforce", {"cpas": demo["cpas"]}, operator.key)
-    listed = client.get(f"/cpas/{demo['cpas']}/users/{user}/functions?lang=nl",
-                        headers={"Authorization": f"Bearer {operator.key}"})
-    assert (lean.status_code, handed.status_code, listed.status_code) == (200, 400, 200)
-    assert listed.get_data()
+    auth = {"Authorization": f"Bearer {operator.key}"}
+    listed = client.get(f"/cpas/{demo['cpas']}/users/{user}/functions?lang=nl", headers=auth)  # the lean path too
+    assert listed.get_data()  # its span ends once its body is sent
+    shown = client.get(f"/cpas/{demo['cpas']}/users/{user}?lang=nl", headers=auth)  # a Flask route
+    assert shown.get_data()
+    assert (lean.status_code, handed.status_code, listed.status_code, shown.status_code) == (200, 400, 200, 200)
     app.extensions[telemetry.EXTENSION].flush()
     spans = traced["spans"].get_finished_spans()
 
@@ -201,6 +203,7 @@ def test_spans_for_flask_routes_and_the_lean_path(traced: dict[str, Any], app: A
         ("POST /enforce", "/enforce", 200),
         ("POST /enforce", "/enforce", 400),
         ("GET /cpas/<cpas>/users/<user>/functions", "/cpas/<cpas>/users/<user>/functions", 200),
+        ("GET /cpas/<cpas>/users/<user>", "/cpas/<cpas>/users/<user>", 200),
     ]
     # the request the lean path handed over: Flask's span is a child of the lean one
     inner = [s for s in spans if s.kind == SpanKind.INTERNAL and s.name == "POST /enforce"]
@@ -209,6 +212,8 @@ def test_spans_for_flask_routes_and_the_lean_path(traced: dict[str, Any], app: A
     assert user not in json.dumps([dict(s.attributes) for s in spans])
     target = servers[2].attributes.get("http.target") or servers[2].attributes["url.path"]
     assert target.startswith(f"/cpas/{demo['cpas']}/users/REDACTED/functions")
+    target = servers[3].attributes.get("http.target") or servers[3].attributes["url.path"]
+    assert target.startswith(f"/cpas/{demo['cpas']}/users/REDACTED")
 
     # each request line carries the trace id of its request's server span
     requests = [line for line in lines() if line["logger"] == "authz.access"]
@@ -223,7 +228,7 @@ def test_spans_for_flask_routes_and_the_lean_path(traced: dict[str, Any], app: A
             for metric in scope.metrics:
                 if metric.name in ("http.server.duration", "http.server.request.duration"):
                     counts[scope.scope.name] = sum(p.count for p in metric.data.data_points)
-    assert counts == {"opentelemetry.instrumentation.wsgi": 2, "opentelemetry.instrumentation.flask": 1}
+    assert counts == {"opentelemetry.instrumentation.wsgi": 3, "opentelemetry.instrumentation.flask": 1}
 
 
 def test_telemetry_settings(monkeypatch: pytest.MonkeyPatch) -> None:
