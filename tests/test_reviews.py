@@ -15,6 +15,7 @@ import pytest
 
 from authz_service.terms import BRUSSELS, Assignment, end_of
 
+from .clock import Clock
 from .conftest import Api
 
 START = datetime(2027, 1, 4, 9, 0, tzinfo=BRUSSELS)  # "today" is 4 January 2027 in Brussels
@@ -28,21 +29,9 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-class Clock:
-    """The service's wall clock, moved by the test."""
-
-    def __init__(self, service: Any, at: datetime) -> None:
-        self.service = service
-        self.set(at)
-
-    def set(self, at: datetime) -> None:
-        self.at = at
-        self.service.engine.wall = lambda: at.timestamp()
-
-
 @pytest.fixture
 def clock(service: Any, demo: dict[str, Any]) -> Clock:
-    return Clock(service, START)
+    return Clock(START).attach(service, history=False)
 
 
 @pytest.fixture

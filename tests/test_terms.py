@@ -26,6 +26,7 @@ from authz_service.engine import CpasPolicy, Rules
 from authz_service.store import policy_csv
 from authz_service.terms import BRUSSELS, Assignment, Term, end_of, parse_bound, start_of
 
+from .clock import Clock
 from .test_admin import ACTOR, LIST, SEARCH, make_cpas, make_profile, make_user
 from .test_incremental import ACTIONS, RULES, random_parents
 
@@ -173,25 +174,10 @@ def test_an_ended_assignment_explains_itself() -> None:
 
 
 # -- the service, through the HTTP API ----------------------------------------------------------------------
-class Clock:
-    """One injected instant for the engine's decisions, the use cases' 'today' and the history's rows."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def wall(self) -> float:
-        return self.now.timestamp()
-
-    def moment(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock(service: Any) -> Clock:
-    found = Clock(datetime.now(UTC).replace(microsecond=0))  # the history refuses instants before it began
-    service.engine.wall = found.wall
-    service.db.history_clock = found.moment
-    return found
+    # from now on: the history refuses instants before it began
+    return Clock(datetime.now(UTC).replace(microsecond=0)).attach(service)
 
 
 pytestmark_backends = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)

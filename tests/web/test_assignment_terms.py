@@ -15,6 +15,7 @@ import pytest
 from authz_service.admin import Admin
 from authz_service.terms import Assignment, Term, brussels_day, end_of, start_of
 
+from ..clock import Clock
 from .conftest import Web, page
 
 LUC = "75081815365"  # no profile
@@ -38,34 +39,11 @@ WORDS = {
 }
 
 
-class Clock:
-    """The service's instant (decisions, "today" of the pages) and the history's, moved only when told."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def wall(self) -> float:
-        return self.now.timestamp()
-
-    def moment(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-    @property
-    def today(self) -> date:
-        return brussels_day(self.now)
-
-
 @pytest.fixture
 def clock(service: Any) -> Clock:
     # noon in Brussels today: the days ahead and behind are whole days whatever the hour the tests run
     today = brussels_day(datetime.now(UTC))
-    found = Clock(start_of(today) + timedelta(hours=12))
-    service.engine.wall = found.wall
-    service.db.history_clock = found.moment
-    return found
+    return Clock(start_of(today) + timedelta(hours=12)).attach(service)
 
 
 def shown(day: date) -> str:
