@@ -413,15 +413,21 @@ class Service:
     def _poll(self) -> None:
         while not self._stop.wait(self.settings.poll_interval):
             try:
-                self.sync()
-                self.record_expiries()
+                if self.sync():
+                    self.record_expiries()
+            except ServiceError as exc:  # the store failed between the two: the next poll tries again
+                log.warning("recording ended assignments failed: %s", exc.message)
             except Exception:  # never let the poller die
                 log.exception("policy poller")
                 time.sleep(self.settings.poll_interval)
 
     def record_expiries(self) -> int:
         """Record the assignment terms that ended (``Admin.record_expiries``), as ``system:expiry``. Every
-        poller does it; each expiry is written once. Returns how many this call recorded."""
+        poller does it; each expiry is written once. A read first: the write transaction (on SQLite, the
+        database's write lock) is taken only when something ended. Returns how many this call recorded."""
+        now = self.now()
+        if not self.read(lambda store: store.expiries_due(now, limit=1)):
+            return 0
         with self.admin(EXPIRY_ACTOR) as admin:
             return admin.record_expiries()
 
