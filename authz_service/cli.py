@@ -55,9 +55,9 @@ def init_db(settings: Settings, actor: str = "cli:init-db") -> bool:
 
 def seed_demo(settings: Settings, path: Path | None = None, actor: str = "cli:seed-demo") -> dict[str, Any]:
     """Load seed/demo.yaml: the CPAS, its profiles and users. Idempotent: what exists is left alone."""
-    from .catalog import load_catalog
+    from .catalog import SAFE_LOADER, load_catalog
 
-    data = yaml.safe_load((path or settings.seed_dir / "demo.yaml").read_text(encoding="utf-8"))
+    data = yaml.load((path or settings.seed_dir / "demo.yaml").read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     catalog = load_catalog(settings.policies_dir)
     database = Database(settings.database_url, board=settings.version_board or None)
     created = {"cpas": 0, "profiles": 0, "users": 0}
