@@ -600,9 +600,7 @@ def terms_snapshot(terms: dict[int, Term]) -> dict[str, Any]:
     profile id -> {valid_from, valid_until} in ISO (null: unbounded)."""
     if not terms:
         return {}
-    return {"terms": {str(pid): {"valid_from": None if t.valid_from is None else iso(t.valid_from),
-                                 "valid_until": None if t.valid_until is None else iso(t.valid_until)}
-                      for pid, t in sorted(terms.items())}}
+    return {"terms": {str(pid): reads.term_json(t) for pid, t in sorted(terms.items())}}
 
 
 def cpas_snapshot(row: Cpas) -> dict[str, Any]:

@@ -271,12 +271,9 @@ def user_functions_answer(policy: CpasPolicy, user: str, lang: str) -> Functions
     terms = policy.terms_of(user)
     profiles = []
     for pid in view.profiles:
-        item: dict[str, object] = {"id": pid, "description": policy.description(pid, lang)}
         term = terms.get(pid)
-        if term is not None:
-            item["valid_from"] = None if term.valid_from is None else iso(term.valid_from)
-            item["valid_until"] = None if term.valid_until is None else iso(term.valid_until)
-        profiles.append(item)
+        profiles.append({"id": pid, "description": policy.description(pid, lang),
+                         **(reads.term_json(term) if term is not None else {})})
     upcoming = policy.next_change_of(user)
     body: dict[str, object] = {
         "cpas": policy.cpas,

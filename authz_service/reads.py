@@ -296,12 +296,14 @@ class UserDetail:
 def assignment_json(profile: ProfileRef, lang: str, terms: Mapping[int, Term]) -> dict[str, Any]:
     """One assigned profile as the API shows it: with ``valid_from``/``valid_until`` (ISO, null: unbounded)
     when the assignment has a term."""
-    body: dict[str, Any] = {"id": profile.id, "description": profile.label(lang)}
     term = terms.get(profile.id)
-    if term is not None:
-        body["valid_from"] = None if term.valid_from is None else iso(term.valid_from)
-        body["valid_until"] = None if term.valid_until is None else iso(term.valid_until)
-    return body
+    return {"id": profile.id, "description": profile.label(lang), **(term_json(term) if term is not None else {})}
+
+
+def term_json(term: Term) -> dict[str, str | None]:
+    """A term as the API and the audit trail show it: ``valid_from``/``valid_until`` in ISO (null: unbounded)."""
+    return {"valid_from": None if term.valid_from is None else iso(term.valid_from),
+            "valid_until": None if term.valid_until is None else iso(term.valid_until)}
 
 
 @dataclass(frozen=True)
